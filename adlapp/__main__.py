@@ -1,0 +1,5 @@
+import sys
+
+from adlapp.cli import main
+
+sys.exit(main())

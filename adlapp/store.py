@@ -1,0 +1,417 @@
+"""The run store: one SQLite database (WAL mode) shared by trainer processes, the CLI and the app.
+
+Why SQLite: several trainer processes append per-epoch rows while the UI polls; WAL lets readers read during a
+write, every epoch is one short atomic transaction (a crash loses at most the epoch in flight), and runs can be
+queried across experiments. Measured in DESIGN.md: 120k metric rows in 1,200 commits took 0.25 s.
+
+Layout under the store directory: `runs.sqlite` (+ WAL files) and `checkpoints/<run key>/`.
+Metrics are stored long (run, epoch, name, value) because the set of metrics differs between experiments;
+an autoincrement id lets the UI read only rows it has not seen yet.
+
+This module imports neither torch nor streamlit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from adlapp.config import RunConfig, config_from_dict, config_to_dict, run_key, variant_label
+
+__all__ = ["RunStore", "RunTables", "STATUSES", "FINISHED", "ACTIVE", "default_store_dir", "StoreError"]
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled", "diverged", "interrupted")
+FINISHED = ("done", "diverged")              # a finished run is a result; it is never retrained
+ACTIVE = ("queued", "running")
+STALE_AFTER_S = 120.0                        # heartbeat age after which a run on another host is presumed dead
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    key TEXT PRIMARY KEY,
+    experiment TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    config TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    epochs INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    last_epoch INTEGER NOT NULL DEFAULT 0,
+    device TEXT, versions TEXT, command TEXT, git_commit TEXT, source TEXT NOT NULL DEFAULT 'local',
+    host TEXT, pid INTEGER,
+    created REAL NOT NULL, started REAL, finished REAL, heartbeat REAL,
+    error TEXT, diverged_epoch INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS epoch_metrics (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL, epoch INTEGER NOT NULL, name TEXT NOT NULL, value REAL,
+    UNIQUE (key, epoch, name)
+);
+CREATE TABLE IF NOT EXISTS test_metrics (
+    key TEXT NOT NULL, epoch INTEGER NOT NULL, name TEXT NOT NULL, value REAL,
+    PRIMARY KEY (key, epoch, name)
+);
+CREATE TABLE IF NOT EXISTS workers (
+    pid INTEGER NOT NULL, host TEXT NOT NULL, started REAL NOT NULL, heartbeat REAL NOT NULL,
+    PRIMARY KEY (pid, host)
+);
+CREATE INDEX IF NOT EXISTS epoch_metrics_key ON epoch_metrics (key, epoch);
+"""
+
+RUN_COLUMNS = ["key", "experiment", "variant", "seed", "epochs", "status", "last_epoch", "device", "source",
+               "created", "started", "finished", "heartbeat", "pid", "host", "error", "diverged_epoch",
+               "command", "git_commit", "versions", "config"]
+
+
+class StoreError(RuntimeError):
+    """The store directory or database cannot be used; the message names the path."""
+
+
+def default_store_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """`--store DIR`, else $ADLAPP_STORE, else ./runs/."""
+    return Path(explicit or os.environ.get("ADLAPP_STORE") or "runs")
+
+
+@dataclass(frozen=True)
+class RunTables:
+    """Finished or live results in one shape, whether read from the store or from a bundle.
+
+    runs: one row per run (RUN_COLUMNS). epochs: long rows (key, epoch, name, value).
+    tests: long rows (key, epoch, name, value), `epoch` being the epoch after which the test split was scored.
+    """
+    runs: pd.DataFrame
+    epochs: pd.DataFrame
+    tests: pd.DataFrame
+
+    @staticmethod
+    def empty() -> "RunTables":
+        return RunTables(pd.DataFrame(columns=RUN_COLUMNS),
+                         pd.DataFrame(columns=["key", "epoch", "name", "value"]),
+                         pd.DataFrame(columns=["key", "epoch", "name", "value"]))
+
+    @staticmethod
+    def concat(parts: list["RunTables"]) -> "RunTables":
+        """Union of several tables; when a run key appears twice the first occurrence wins."""
+        parts = [p for p in parts if len(p.runs)]
+        if not parts:
+            return RunTables.empty()
+        runs = pd.concat([p.runs for p in parts], ignore_index=True).drop_duplicates("key")
+        keep = set(runs["key"])
+        seen: set[str] = set()
+        epochs, tests = [], []
+        for p in parts:
+            mine = set(p.runs["key"]) - seen
+            epochs.append(p.epochs[p.epochs["key"].isin(mine)])
+            tests.append(p.tests[p.tests["key"].isin(mine)])
+            seen |= mine
+        return RunTables(runs.reset_index(drop=True),
+                         pd.concat(epochs, ignore_index=True) if epochs else RunTables.empty().epochs,
+                         pd.concat(tests, ignore_index=True) if tests else RunTables.empty().tests).select(keep)
+
+    def select(self, keys: set[str] | list[str]) -> "RunTables":
+        keys = set(keys)
+        return RunTables(self.runs[self.runs["key"].isin(keys)].reset_index(drop=True),
+                         self.epochs[self.epochs["key"].isin(keys)].reset_index(drop=True),
+                         self.tests[self.tests["key"].isin(keys)].reset_index(drop=True))
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of this process still answers kill(0); look at /proc where it exists.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+class RunStore:
+    """All reads and writes of runs. Each call opens a short-lived connection, so one RunStore may be shared
+    by Streamlit threads and every process can have its own; SQLite's busy timeout serialises writers."""
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = default_store_dir(root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"store directory {self.root}: cannot be created ({e.strerror})") from None
+        if not self.root.is_dir():
+            raise StoreError(f"store directory {self.root}: is not a directory")
+        self.db_path = self.root / "runs.sqlite"
+        self.host = socket.gethostname()
+        try:
+            with self._connect() as db:
+                db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"store database {self.db_path}: {e}") from None
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable at checkpoints, never corrupt
+            db.execute("PRAGMA busy_timeout=60000")
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")      # take the write lock up front: no deadlock on upgrade
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def checkpoint_dir(self, key: str) -> Path:
+        return self.root / "checkpoints" / key
+
+    # -- writing --------------------------------------------------------------------------------------
+    def enqueue(self, cfg: RunConfig, seed: int, command: str = "", source: str = "local") -> tuple[str, str]:
+        """Ask for (cfg, seed). Returns (key, status): an existing finished or active run is returned as it is;
+        a failed, cancelled or interrupted one is queued again (its checkpoint lets it resume)."""
+        key = run_key(cfg, seed)
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute("SELECT status FROM runs WHERE key=?", (key,)).fetchone()
+            if row and row[0] in FINISHED + ACTIVE:
+                return key, row[0]
+            if row:
+                db.execute("UPDATE runs SET status='queued', error=NULL, cancel_requested=0, pid=NULL, "
+                           "finished=NULL, created=? WHERE key=?", (now, key))
+            else:
+                db.execute("INSERT INTO runs (key, experiment, variant, config, seed, epochs, status, command, "
+                           "source, created) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                           (key, cfg.experiment, variant_label(cfg), json.dumps(config_to_dict(cfg)),
+                            int(seed), cfg.epochs, "queued", command, source, now))
+        return key, "queued"
+
+    def claim(self, key: str | None = None, pid: int | None = None) -> tuple[str, RunConfig, int] | None:
+        """Atomically move one queued run (the oldest, or `key`) to running for this process."""
+        with self._transaction() as db:
+            if key is None:
+                row = db.execute("SELECT key, config, seed FROM runs WHERE status='queued' "
+                                 "ORDER BY created, key LIMIT 1").fetchone()
+            else:
+                row = db.execute("SELECT key, config, seed FROM runs WHERE status='queued' AND key=?",
+                                 (key,)).fetchone()
+            if row is None:
+                return None
+            now = time.time()
+            db.execute("UPDATE runs SET status='running', pid=?, host=?, started=COALESCE(started, ?), "
+                       "heartbeat=? WHERE key=?", (pid or os.getpid(), self.host, now, now, row[0]))
+        return row[0], config_from_dict(json.loads(row[1])), int(row[2])
+
+    def set_provenance(self, key: str, device: str, versions: dict[str, str], git_commit: str | None) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET device=?, versions=?, git_commit=? WHERE key=?",
+                       (device, json.dumps(versions, sort_keys=True), git_commit, key))
+
+    def record_epoch(self, key: str, epoch: int, metrics: dict[str, float],
+                     tests: dict[str, float] | None = None) -> None:
+        """One atomic transaction per epoch: its metrics, optional test metrics, progress and heartbeat."""
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO epoch_metrics (key, epoch, name, value) VALUES (?,?,?,?)",
+                           [(key, epoch, k, _finite_or_none(v)) for k, v in metrics.items()])
+            if tests:
+                db.executemany("INSERT OR REPLACE INTO test_metrics (key, epoch, name, value) VALUES (?,?,?,?)",
+                               [(key, epoch, k, _finite_or_none(v)) for k, v in tests.items()])
+            db.execute("UPDATE runs SET last_epoch=?, heartbeat=? WHERE key=?", (epoch, now, key))
+
+    def heartbeat(self, key: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET heartbeat=? WHERE key=?", (time.time(), key))
+
+    def finish(self, key: str, status: str, error: str | None = None, diverged_epoch: int | None = None) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"status={status!r}: must be one of {', '.join(STATUSES)}")
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET status=?, error=?, diverged_epoch=?, finished=?, pid=NULL WHERE key=?",
+                       (status, error, diverged_epoch, time.time(), key))
+
+    def request_cancel(self, key: str) -> str:
+        """Queued runs are cancelled at once; running ones are flagged and the trainer stops after its epoch."""
+        with self._transaction() as db:
+            row = db.execute("SELECT status FROM runs WHERE key=?", (key,)).fetchone()
+            if row is None:
+                raise KeyError(f"run {key}: not in the store {self.db_path}")
+            if row[0] == "queued":
+                db.execute("UPDATE runs SET status='cancelled', finished=? WHERE key=?", (time.time(), key))
+                return "cancelled"
+            if row[0] == "running":
+                db.execute("UPDATE runs SET cancel_requested=1 WHERE key=?", (key,))
+                return "cancelling"
+            return row[0]
+
+    def cancel_requested(self, key: str) -> bool:
+        with self._connect() as db:
+            row = db.execute("SELECT cancel_requested FROM runs WHERE key=?", (key,)).fetchone()
+        return bool(row and row[0])
+
+    def delete(self, key: str) -> None:
+        """Remove a run and its checkpoints. A running run must be cancelled first."""
+        with self._transaction() as db:
+            row = db.execute("SELECT status FROM runs WHERE key=?", (key,)).fetchone()
+            if row is None:
+                raise KeyError(f"run {key}: not in the store {self.db_path}")
+            if row[0] == "running":
+                raise StoreError(f"run {key}: is running; cancel it before deleting")
+            for table in ("epoch_metrics", "test_metrics", "runs"):
+                db.execute(f"DELETE FROM {table} WHERE key=?", (key,))
+        shutil.rmtree(self.checkpoint_dir(key), ignore_errors=True)
+
+    def insert_tables(self, tables: RunTables, source: str) -> list[str]:
+        """Import finished runs (from a bundle). Runs already present are left untouched; returns new keys."""
+        added = []
+        with self._transaction() as db:
+            have = {r[0] for r in db.execute("SELECT key FROM runs")}
+            for rec in tables.runs.to_dict("records"):
+                if rec["key"] in have:
+                    continue
+                rec = {c: _sql_value(rec.get(c)) for c in RUN_COLUMNS}
+                rec["source"] = source
+                rec["pid"] = None
+                cols = ", ".join(RUN_COLUMNS)
+                db.execute(f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
+                           [rec[c] for c in RUN_COLUMNS])
+                added.append(rec["key"])
+            new = set(added)
+            for table, df in (("epoch_metrics", tables.epochs), ("test_metrics", tables.tests)):
+                part = df[df["key"].isin(new)]
+                db.executemany(f"INSERT OR REPLACE INTO {table} (key, epoch, name, value) VALUES (?,?,?,?)",
+                               [(k, int(e), n, _finite_or_none(v)) for k, e, n, v in
+                                part[["key", "epoch", "name", "value"]].itertuples(index=False)])
+        return added
+
+    # -- workers (the local job queue, see jobs.py) -----------------------------------------------------
+    def register_worker(self, pid: int) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO workers (pid, host, started, heartbeat) VALUES (?,?,?,?)",
+                       (pid, self.host, now, now))
+
+    def unregister_worker(self, pid: int) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM workers WHERE pid=? AND host=?", (pid, self.host))
+
+    def live_workers(self) -> list[int]:
+        """Worker pids on this host that are still alive (dead ones are forgotten)."""
+        with self._transaction() as db:
+            rows = db.execute("SELECT pid FROM workers WHERE host=?", (self.host,)).fetchall()
+            dead = [pid for (pid,) in rows if not _pid_alive(pid)]
+            db.executemany("DELETE FROM workers WHERE pid=? AND host=?", [(p, self.host) for p in dead])
+        return [pid for (pid,) in rows if pid not in dead]
+
+    def mark_stale(self) -> list[str]:
+        """Runs that say `running` but whose process is gone become `interrupted` (resumable)."""
+        now = time.time()
+        stale = []
+        with self._transaction() as db:
+            for key, pid, host, beat in db.execute(
+                    "SELECT key, pid, host, heartbeat FROM runs WHERE status='running'").fetchall():
+                dead = (not _pid_alive(pid)) if host == self.host else (now - (beat or 0) > STALE_AFTER_S)
+                if dead:
+                    stale.append(key)
+            for key in stale:
+                db.execute("UPDATE runs SET status='interrupted', pid=NULL, "
+                           "error='the trainer process ended without reporting' WHERE key=?", (key,))
+        return stale
+
+    # -- reading ----------------------------------------------------------------------------------------
+    def get(self, key: str) -> dict[str, Any] | None:
+        df = self.runs(keys=[key])
+        return None if df.empty else df.iloc[0].to_dict()
+
+    def runs(self, experiment: str | None = None, status: str | None = None,
+             keys: list[str] | None = None) -> pd.DataFrame:
+        where, args = [], []
+        if experiment:
+            where.append("experiment=?")
+            args.append(experiment)
+        if status:
+            where.append("status=?")
+            args.append(status)
+        if keys is not None:
+            where.append(f"key IN ({','.join('?' * len(keys))})")
+            args.extend(keys)
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._connect() as db:
+            df = pd.read_sql_query(sql + " ORDER BY created, key", db, params=args)
+        return df
+
+    def statuses(self, keys: list[str]) -> dict[str, str]:
+        with self._connect() as db:
+            rows = db.execute(f"SELECT key, status FROM runs WHERE key IN ({','.join('?' * len(keys))})",
+                              keys).fetchall()
+        return dict(rows)
+
+    def epoch_metrics(self, keys: list[str] | None = None, since_id: int = 0) -> tuple[pd.DataFrame, int]:
+        """Long per-epoch rows with id > since_id, and the largest id seen (pass it back next poll)."""
+        sql = "SELECT id, key, epoch, name, value FROM epoch_metrics WHERE id > ?"
+        args: list[Any] = [since_id]
+        if keys is not None:
+            sql += f" AND key IN ({','.join('?' * len(keys))})"
+            args.extend(keys)
+        with self._connect() as db:
+            df = pd.read_sql_query(sql + " ORDER BY id", db, params=args)
+        last = int(df["id"].max()) if len(df) else since_id
+        return df.drop(columns="id"), last
+
+    def test_metrics(self, keys: list[str] | None = None) -> pd.DataFrame:
+        sql = "SELECT key, epoch, name, value FROM test_metrics"
+        args: list[Any] = []
+        if keys is not None:
+            sql += f" WHERE key IN ({','.join('?' * len(keys))})"
+            args.extend(keys)
+        with self._connect() as db:
+            return pd.read_sql_query(sql + " ORDER BY key, epoch, name", db, params=args)
+
+    def tables(self, keys: list[str] | None = None, experiment: str | None = None) -> RunTables:
+        runs = self.runs(experiment=experiment, keys=keys)
+        ks = list(runs["key"])
+        epochs, _ = self.epoch_metrics(ks)
+        return RunTables(runs, epochs, self.test_metrics(ks))
+
+
+def _finite_or_none(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f and f not in (float("inf"), float("-inf")) else None
+
+
+def _sql_value(v: Any) -> Any:
+    if v is None:
+        return None
+    try:
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if hasattr(v, "item"):
+        return v.item()
+    return v

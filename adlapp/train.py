@@ -1,0 +1,221 @@
+"""The training engine: one plain loop per (config, seed). It never prints; it reports through callbacks.
+
+`train(cfg, seed)` seeds itself, moves the whole data set to the device once (no DataLoader or per-item work:
+the data are small tensors), and per epoch measures training loss, validation loss and validation
+accuracy (classification) or validation F1 and pixel accuracy (segmentation). The test split is scored at
+`cfg.test_epochs` so the course's 200/400/1000-epoch budgets share one 1000-epoch run.
+
+Checkpoints hold only tensors and plain numbers (`torch.save` of state dicts) and are read back with
+`weights_only=True`, so resuming never unpickles arbitrary objects. Model, optimiser and the shuffling
+generator are restored, so a resumed CPU run ends with the same metrics as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adlapp.config import RunConfig
+from adlapp.data import ClassificationData, SegmentationData, load_data
+from adlapp.models import build_model
+
+__all__ = ["train", "RunResult", "EpochReport", "resolve_device", "device_name", "evaluate"]
+
+_CHECKPOINT = "last.pt"
+
+
+@dataclass
+class EpochReport:
+    epoch: int                                   # 1-based
+    epochs: int
+    metrics: dict[str, float]                    # train_loss, val_loss, val_acc | val_f1, val_pixel_acc, seconds
+    tests: dict[str, float] | None = None        # test metrics when this epoch is a test epoch
+
+
+@dataclass
+class RunResult:
+    status: str                                  # done | diverged | cancelled
+    seed: int
+    device: str
+    epochs_done: int
+    history: list[dict[str, float]] = field(default_factory=list)   # one dict per epoch, with "epoch"
+    tests: dict[int, dict[str, float]] = field(default_factory=dict)
+    diverged_epoch: int | None = None
+    seconds: float = 0.0
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """auto: CUDA if present, else Apple MPS, else CPU. A forced device that is missing is an error."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: CUDA is not available on this machine")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device='mps': Apple MPS is not available on this machine")
+    if device not in ("cpu", "mps") and not device.startswith("cuda"):
+        raise ValueError(f"device={device!r}: must be auto, cpu, cuda or mps")
+    return torch.device(device)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def _loss(cfg: RunConfig, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if cfg.experiment == "cnn":
+        return F.cross_entropy(logits, y)
+    return F.binary_cross_entropy_with_logits(logits, y)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256
+             ) -> dict[str, float]:
+    """Loss and accuracy (classification) or loss, F1 and pixel accuracy (segmentation) over a whole split.
+
+    F1 is computed from the split's total true/false positives (a mask is foreground where the logit > 0),
+    so a few almost empty images cannot dominate it.
+    """
+    was_training = model.training
+    model.eval()
+    total_loss, n = 0.0, 0
+    correct = tp = fp = fn = 0
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        logits = model(xb)
+        total_loss += _loss(cfg, logits, yb).item() * len(xb)
+        n += len(xb)
+        if cfg.experiment == "cnn":
+            correct += (logits.argmax(1) == yb).sum().item()
+        else:
+            pred, truth = logits > 0, yb > 0.5
+            correct += (pred == truth).sum().item()
+            tp += (pred & truth).sum().item()
+            fp += (pred & ~truth).sum().item()
+            fn += (~pred & truth).sum().item()
+    model.train(was_training)
+    if cfg.experiment == "cnn":
+        return {"loss": total_loss / n, "acc": correct / n}
+    pixels = y.numel()
+    f1 = 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 1.0
+    return {"loss": total_loss / n, "pixel_acc": correct / pixels, "f1": f1}
+
+
+def _make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | None = None,
+          device: str = "auto", checkpoint_dir: str | Path | None = None,
+          should_stop: Callable[[], bool] | None = None) -> RunResult:
+    """Train `cfg` with `seed` and return its per-epoch history and test metrics.
+
+    With `checkpoint_dir`, a checkpoint is written every `cfg.checkpoint_every` epochs and when stopped,
+    and an existing checkpoint there is resumed from. `should_stop` is asked after every epoch; when it
+    returns True the run checkpoints and returns with status "cancelled". A non-finite training loss ends
+    the run with status "diverged" and `diverged_epoch` set.
+    """
+    started = time.perf_counter()
+    dev = resolve_device(device)
+    task = "classification" if cfg.experiment == "cnn" else "segmentation"
+    data: ClassificationData | SegmentationData = load_data(cfg.data, task)
+
+    torch.manual_seed(seed)                               # model initialisation depends only on the seed
+    if cfg.experiment == "cnn":
+        model = build_model(cfg, num_classes=data.num_classes)
+    else:
+        model = build_model(cfg, in_channels=data.train_x.shape[1])
+    model.to(dev)
+    optimizer = _make_optimizer(cfg, model)
+    shuffle = torch.Generator().manual_seed(seed)         # batch order: its own stream, saved in checkpoints
+
+    tx, ty = data.train_x.to(dev), data.train_y.to(dev)
+    vx, vy = data.val_x.to(dev), data.val_y.to(dev)
+    ex, ey = data.test_x.to(dev), data.test_y.to(dev)
+
+    result = RunResult(status="done", seed=seed, device=device_name(dev), epochs_done=0)
+    ckpt_path = Path(checkpoint_dir) / _CHECKPOINT if checkpoint_dir else None
+    start_epoch = 1
+    if ckpt_path and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        shuffle.set_state(state["shuffle"])
+        torch.set_rng_state(state["torch_rng"])
+        result.history = [dict(h) for h in state["history"]]
+        result.tests = {int(k): dict(v) for k, v in state["tests"].items()}
+        start_epoch = int(state["epoch"]) + 1
+        result.epochs_done = start_epoch - 1
+
+    def save_checkpoint(epoch: int) -> None:
+        if ckpt_path is None:
+            return
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
+                    "history": result.history, "tests": {str(k): v for k, v in result.tests.items()}}, tmp)
+        tmp.replace(ckpt_path)                            # atomic: a crash never leaves half a checkpoint
+
+    test_epochs = set(cfg.test_epochs)
+    prefix = "val_"
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        order = torch.randperm(len(tx), generator=shuffle).to(dev)
+        loss_sum, seen = 0.0, 0
+        diverged = False
+        for i in range(0, len(tx), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            xb, yb = tx[idx], ty[idx]
+            loss = _loss(cfg, model(xb), yb)
+            if not torch.isfinite(loss):
+                diverged = True
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(idx)
+            seen += len(idx)
+        if diverged:
+            metrics = {"train_loss": math.nan, "seconds": time.perf_counter() - t0}
+            result.history.append({"epoch": epoch, **metrics})
+            result.status, result.diverged_epoch, result.epochs_done = "diverged", epoch, epoch
+            if on_epoch:
+                on_epoch(EpochReport(epoch, cfg.epochs, metrics))
+            break
+        val = evaluate(model, cfg, vx, vy)
+        metrics = {"train_loss": loss_sum / seen, **{prefix + k: v for k, v in val.items()}}
+        tests = None
+        if epoch in test_epochs:
+            tests = evaluate(model, cfg, ex, ey)
+            result.tests[epoch] = tests
+        metrics["seconds"] = time.perf_counter() - t0
+        result.history.append({"epoch": epoch, **metrics})
+        result.epochs_done = epoch
+        if on_epoch:
+            on_epoch(EpochReport(epoch, cfg.epochs, metrics, tests))
+        if epoch == cfg.epochs:
+            break
+        if cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0:
+            save_checkpoint(epoch)
+        if should_stop and should_stop():
+            save_checkpoint(epoch)
+            result.status = "cancelled"
+            break
+    result.seconds = time.perf_counter() - started
+    return result
