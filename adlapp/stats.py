@@ -1,0 +1,489 @@
+"""Honest comparison of variants trained with several seeds.
+
+Pure functions on small arrays: one value per seed, `(n_seeds,)` per variant, or `(n_seeds, n_epochs)` for
+curves. Nothing here imports streamlit or torch, draws random numbers or prints.
+
+Conventions:
+- Runs are independent samples: sharing a seed number does not pair two variants' runs.
+- Standard deviations use ddof=1 everywhere (numpy's default is 0).
+- Non-finite values (diverged runs) are excluded and counted, never silently averaged in.
+- The default test is Welch's t-test, corrected over the family of pairs actually displayed (Holm by
+  default). Mann-Whitney, Hedges' g, the probability of improvement and the course report's z are reported
+  next to it. The course's z = (a - b) / sqrt(sd_a^2 + sd_b^2) is a standardised difference (= Cohen's d
+  divided by sqrt(2) for equal n), not a test.
+- Degenerate cases (n=1, zero variance) are handled before any scipy call, so no RuntimeWarning leaks and no
+  floating-point residue turns into an absurd p-value.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestIndPower
+
+__all__ = [
+    "Correction", "compare", "holm", "bh", "adjust", "pairwise", "seeds_needed", "power", "power_curve",
+    "pooled_sd", "summarize", "welch_over_epochs",
+]
+
+Correction = Literal["holm", "bh", "none"]
+
+_CI_LEVEL = 0.95                    # the CIs are 95 % regardless of alpha: alpha only decides "significant"
+_SD_RTOL = 1e-12                    # sd <= 1e-12 * max(1, |mean|) is floating-point residue, i.e. zero
+_CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no correction"}
+_MINUS = "\u2212"
+
+
+def _finite(values: ArrayLike, name: str) -> tuple[np.ndarray, int]:
+    """Return the finite values of a 1-D input `(n,)` as float64 and how many were excluded."""
+    x = np.asarray(values, dtype=float)
+    if x.ndim == 0:
+        x = x.reshape(1)
+    if x.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one value per seed), got shape {x.shape}")
+    keep = np.isfinite(x)
+    return x[keep], int(x.size - keep.sum())
+
+
+def _mean_var(x: np.ndarray) -> tuple[float, float, bool]:
+    """Mean, variance (ddof=1) and whether the sd is zero up to floating-point residue.
+
+    The variance is snapped to exactly 0.0 when the sd is within `_SD_RTOL` of zero, so [0.9]*3 has
+    variance 0 rather than ~1e-33. Mean and variance are NaN where undefined (n=0, n<2).
+    """
+    n = x.size
+    if n == 0:
+        return math.nan, math.nan, False
+    mean = float(np.mean(x))
+    if n < 2:
+        return mean, math.nan, False
+    var = float(np.var(x, ddof=1))
+    zero = math.sqrt(var) <= _SD_RTOL * max(1.0, abs(mean))
+    return mean, (0.0 if zero else var), zero
+
+
+def _mwu_min_p(n_a: int, n_b: int) -> float:
+    """Smallest two-sided p an exact rank/permutation test can reach with n_a vs n_b values."""
+    if n_a < 1 or n_b < 1:
+        return math.nan
+    return min(1.0, 2.0 / math.comb(n_a + n_b, n_a))
+
+
+def _prob_improvement(a: np.ndarray, b: np.ndarray) -> float:
+    """P(A > B) over all (a, b) pairs with ties counted 1/2, i.e. U_a / (n_a n_b)."""
+    if a.size == 0 or b.size == 0:
+        return math.nan
+    diff = a[:, None] - b[None, :]                                      # (n_a, n_b)
+    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+
+
+def _welch(mean_a: float, var_a: float, n_a: int, mean_b: float, var_b: float, n_b: int) -> dict[str, float]:
+    """Welch's t-test from summary statistics; needs n >= 2 in both and a positive standard error."""
+    sa, sb = var_a / n_a, var_b / n_b
+    se = math.sqrt(sa + sb)
+    diff = mean_a - mean_b
+    t = diff / se
+    df = (sa + sb) ** 2 / (sa**2 / (n_a - 1) + sb**2 / (n_b - 1))
+    p = float(2.0 * sps.t.sf(abs(t), df))
+    half = float(sps.t.ppf(0.5 + _CI_LEVEL / 2, df)) * se
+    return {"welch_t": t, "welch_df": df, "welch_p": min(p, 1.0), "ci_low": diff - half, "ci_high": diff + half}
+
+
+def compare(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    alpha: float = 0.05,
+    names: tuple[str, str] = ("a", "b"),
+) -> dict[str, Any]:
+    """Compare two independent samples of per-seed results.
+
+    Args:
+        a, b: shape `(n_a,)` and `(n_b,)`, one final metric per seed. NaN/inf (diverged runs) are excluded
+            and counted in `n_excluded_a` / `n_excluded_b`.
+        alpha: only used to say in `note` whether the rank test can reach significance at all.
+        names: how `note` refers to the two groups.
+
+    Returns:
+        A flat dict: `n_a`, `n_b`, `n_excluded_a`, `n_excluded_b`, `mean_a`, `mean_b`, `sd_a`, `sd_b`
+        (ddof=1), `diff` (mean_a - mean_b), `ci_low`, `ci_high` (Welch 95 % CI of diff), `welch_t`,
+        `welch_df`, `welch_p`, `mwu_p` (two-sided, scipy method="auto"), `mwu_min_p` (2 / C(n_a+n_b, n_a),
+        the exact test's floor), `hedges_g`, `cohens_d` (pooled sd, ddof=1), `prob_improvement`
+        (P(a > b), ties 1/2), `z_seed` (the course report's diff / sqrt(sd_a^2 + sd_b^2)), `testable`
+        (True when a Welch p-value exists) and `note` (plain-language caveats joined by "; ", "" if none).
+        Anything that cannot be computed is NaN and `note` says why.
+    """
+    na_name, nb_name = names
+    xa, excl_a = _finite(a, "a")
+    xb, excl_b = _finite(b, "b")
+    n_a, n_b = xa.size, xb.size
+    mean_a, var_a, zero_a = _mean_var(xa)
+    mean_b, var_b, zero_b = _mean_var(xb)
+    diff = mean_a - mean_b
+    nan = math.nan
+    out: dict[str, Any] = {
+        "n_a": n_a, "n_b": n_b, "n_excluded_a": excl_a, "n_excluded_b": excl_b,
+        "mean_a": mean_a, "mean_b": mean_b, "sd_a": math.sqrt(var_a), "sd_b": math.sqrt(var_b),
+        "diff": diff, "ci_low": nan, "ci_high": nan, "welch_t": nan, "welch_df": nan, "welch_p": nan,
+        "mwu_p": nan, "mwu_min_p": _mwu_min_p(n_a, n_b), "hedges_g": nan, "cohens_d": nan,
+        "prob_improvement": _prob_improvement(xa, xb), "z_seed": nan, "testable": False, "note": "",
+    }
+    notes: list[str] = []
+    for name, excl in ((na_name, excl_a), (nb_name, excl_b)):
+        if excl:
+            notes.append(f"{excl} non-finite value{'s' if excl > 1 else ''} (diverged run) excluded from {name}")
+
+    small = [(name, n) for name, n in ((na_name, n_a), (nb_name, n_b)) if n < 2]
+    if small:
+        for name, n in small:
+            notes.append(f"no finite values in {name}: no test possible" if n == 0
+                         else f"n=1 in {name}: no test possible")
+        out["note"] = "; ".join(notes)
+        return out
+
+    sd_sum = var_a + var_b
+    out["z_seed"] = diff / math.sqrt(sd_sum) if sd_sum > 0 else nan
+    _effect_sizes(out, n_a, var_a, n_b, var_b, diff)
+
+    if zero_a and zero_b:
+        if abs(diff) <= _SD_RTOL * max(1.0, abs(mean_a)):
+            out.update(welch_t=0.0, welch_p=1.0, ci_low=diff, ci_high=diff)
+            notes.append("zero variance in both groups and equal means: no difference at all")
+        else:
+            notes.append("zero variance in both groups: the difference is exact for these seeds, "
+                         "a t-test is undefined")
+    else:
+        out.update(_welch(mean_a, var_a, n_a, mean_b, var_b, n_b))
+        for name, zero in ((na_name, zero_a), (nb_name, zero_b)):
+            if zero:
+                notes.append(f"zero variance in {name} (all seeds identical)")
+
+    if np.ptp(np.concatenate([xa, xb])) == 0:
+        out["mwu_p"] = 1.0                      # all values identical: scipy's normal approximation is 0/0
+    else:
+        out["mwu_p"] = float(sps.mannwhitneyu(xa, xb, alternative="two-sided", method="auto").pvalue)
+    min_p = out["mwu_min_p"]
+    if min_p >= alpha:
+        notes.append(f"rank test cannot reach p<{alpha:g} with n={n_a} vs {n_b} (min p = {min_p:.3f})")
+    if out["mwu_p"] < min_p * (1 - 1e-9):
+        notes.append(f"rank-test p = {_fmt_p(out['mwu_p'])} is a normal approximation (ties) below the "
+                     f"exact minimum {min_p:.3f}; don't trust it")
+
+    out["testable"] = bool(np.isfinite(out["welch_p"]))
+    out["note"] = "; ".join(notes)
+    return out
+
+
+def _effect_sizes(out: dict[str, Any], n_a: int, var_a: float, n_b: int, var_b: float, diff: float) -> None:
+    """Fill `cohens_d` and `hedges_g` (pooled sd, ddof=1, J = 1 - 3 / (4 (n_a + n_b) - 9)) in place.
+
+    Only called with n >= 2 in both groups: a single seed says nothing about its group's spread.
+    """
+    sd = _pooled(n_a, var_a, n_b, var_b)
+    if not (np.isfinite(sd) and sd > 0 and np.isfinite(diff)):
+        return
+    d = diff / sd
+    out["cohens_d"] = d
+    out["hedges_g"] = d * (1.0 - 3.0 / (4.0 * (n_a + n_b) - 9.0))
+
+
+def _pooled(n_a: int, var_a: float, n_b: int, var_b: float) -> float:
+    """Pooled sd from per-group ddof=1 variances; a group with n=1 contributes nothing (0 df)."""
+    dof = n_a + n_b - 2
+    if n_a < 1 or n_b < 1 or dof < 1:
+        return math.nan
+    ss = (n_a - 1) * (var_a if n_a > 1 else 0.0) + (n_b - 1) * (var_b if n_b > 1 else 0.0)
+    return math.sqrt(ss / dof)
+
+
+def pooled_sd(a: ArrayLike, b: ArrayLike) -> float:
+    """Pooled standard deviation (ddof=1) of two samples `(n_a,)` and `(n_b,)`; non-finite values dropped.
+
+    NaN when n_a + n_b - 2 < 1 or a group is empty.
+    """
+    xa, _ = _finite(a, "a")
+    xb, _ = _finite(b, "b")
+    _, var_a, _ = _mean_var(xa)
+    _, var_b, _ = _mean_var(xb)
+    return _pooled(xa.size, var_a, xb.size, var_b)
+
+
+def summarize(values: ArrayLike) -> dict[str, float | int]:
+    """Describe one variant's per-seed results.
+
+    Args:
+        values: shape `(n_seeds,)`. Non-finite values are excluded and counted.
+
+    Returns:
+        `n`, `n_excluded`, `mean`, `sd` (ddof=1, NaN when n<2), `min`, `max`, and `ci_low`/`ci_high`: the
+        t-based 95 % CI of the mean (NaN when n<2).
+    """
+    x, excl = _finite(values, "values")
+    n = x.size
+    mean, var, _ = _mean_var(x)
+    sd = math.sqrt(var)
+    out: dict[str, float | int] = {
+        "n": n, "n_excluded": excl, "mean": mean, "sd": sd,
+        "min": float(x.min()) if n else math.nan, "max": float(x.max()) if n else math.nan,
+        "ci_low": math.nan, "ci_high": math.nan,
+    }
+    if n >= 2:
+        half = float(sps.t.ppf(0.5 + _CI_LEVEL / 2, n - 1)) * sd / math.sqrt(n)
+        out["ci_low"], out["ci_high"] = mean - half, mean + half
+    return out
+
+
+def _multipletests(pvalues: Sequence[float], method: str) -> list[float]:
+    p = np.asarray(pvalues, dtype=float).reshape(-1)
+    out = np.full(p.shape, np.nan)
+    keep = np.isfinite(p)
+    if keep.any():
+        if ((p[keep] < 0) | (p[keep] > 1)).any():
+            raise ValueError(f"p-values must lie in [0, 1], got {p[keep].tolist()}")
+        out[keep] = multipletests(p[keep], method=method)[1]
+    return out.tolist()
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values `(m,)`; NaN entries stay NaN and are not part of the family."""
+    return _multipletests(pvalues, "holm")
+
+
+def bh(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg (FDR) adjusted p-values `(m,)`; NaN entries stay NaN and are not in the family."""
+    return _multipletests(pvalues, "fdr_bh")
+
+
+def adjust(pvalues: Sequence[float], correction: Correction = "holm") -> list[float]:
+    """Adjust p-values `(m,)` with "holm", "bh" or "none"; NaN entries stay NaN and leave the family."""
+    if correction == "holm":
+        return holm(pvalues)
+    if correction == "bh":
+        return bh(pvalues)
+    if correction == "none":
+        return [float(p) if np.isfinite(p) else math.nan for p in np.asarray(pvalues, dtype=float).reshape(-1)]
+    raise ValueError(f"correction must be one of {sorted(_CORRECTION_NAMES)}, got {correction!r}")
+
+
+_COMPARE_KEYS = (
+    "n_a", "n_b", "n_excluded_a", "n_excluded_b", "mean_a", "mean_b", "sd_a", "sd_b", "diff", "ci_low",
+    "ci_high", "welch_t", "welch_df", "welch_p", "mwu_p", "mwu_min_p", "hedges_g", "cohens_d",
+    "prob_improvement", "z_seed", "testable", "note",
+)
+
+
+def _fmt_num(x: float, decimals: int, sign: bool = False) -> str:
+    if not np.isfinite(x):
+        return "n/a"
+    if round(x, decimals) == 0:
+        x = 0.0                                 # no "-0.000"
+    s = f"{x:+.{decimals}f}" if sign and x != 0 else f"{x:.{decimals}f}"
+    return s.replace("-", _MINUS)
+
+
+def _decimals(*values: float) -> int:
+    """Decimals showing at least 3 places and 2 significant digits of the largest magnitude."""
+    finite = [abs(v) for v in values if np.isfinite(v) and v != 0]
+    if not finite:
+        return 3
+    return int(min(8, max(3, 1 - math.floor(math.log10(max(finite))))))
+
+
+def _fmt_p(p: float) -> str:
+    """'p < 0.001', else 2 significant digits below 0.1 and 2 decimals above ('0.034', '0.21')."""
+    if not np.isfinite(p):
+        return "n/a"
+    if p < 0.001:
+        return "< 0.001"
+    if p < 0.1:
+        return f"{p:.{1 - math.floor(math.log10(p))}f}"
+    return f"{p:.2f}"
+
+
+def _with_eq(p: str) -> str:
+    return p if p.startswith("<") else f"= {p}"
+
+
+def _sentence(row: dict[str, Any], correction: Correction, alpha: float, family: int) -> str:
+    """One plain-language sentence for one compared pair (see `pairwise`)."""
+    dec = _decimals(row["diff"], row["ci_low"], row["ci_high"])
+    head = f"{row['a']} vs {row['b']}: \u0394 = {_fmt_num(row['diff'], dec, sign=True)}"
+    if np.isfinite(row["ci_low"]) and row["ci_low"] != row["ci_high"]:
+        head += f" [{_fmt_num(row['ci_low'], dec)}, {_fmt_num(row['ci_high'], dec)}]"
+    if row["n_a"] == row["n_b"]:
+        n_part = f"n = {row['n_a']} each"
+    else:
+        n_part = f"n = {row['n_a']} vs {row['n_b']}"
+    n_excl = row["n_excluded_a"] + row["n_excluded_b"]
+    if n_excl:
+        where = ", ".join(f"{row[g]}: {row['n_excluded_' + g]}" for g in ("a", "b") if row["n_excluded_" + g])
+        n_part += f" ({where} diverged run{'s' if n_excl > 1 else ''} excluded)"
+    if not row["testable"]:
+        reason = row["note"].split("; ")
+        why = next((r for r in reason if "no test" in r or "zero variance" in r), row["note"])
+        return f"{head}, not tested ({why}); {n_part}."
+    verdict = "significant" if row["significant"] else "not significant"
+    p = _with_eq(_fmt_p(row["welch_p"]))
+    if correction == "none":
+        tail = f"{verdict} at \u03b1 = {alpha:g}, uncorrected (Welch p {p})"
+    else:
+        pairs = f"{family} pair{'s' if family != 1 else ''}"
+        tail = (f"{verdict} after {_CORRECTION_NAMES[correction]} over {pairs} "
+                f"(Welch p {p}, adjusted {_fmt_p(row['p_adjusted'])})")
+    return f"{head}, {tail}; {n_part}."
+
+
+def pairwise(
+    groups: dict[str, ArrayLike],
+    correction: Correction = "holm",
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Compare every unordered pair of variants, correcting over the pairs shown.
+
+    Args:
+        groups: variant name -> per-seed results `(n_seeds,)`. Pairs follow the dict's order: `a` is the
+            earlier key, `b` the later one, so `diff` = mean(a) - mean(b).
+        correction: "holm" (default), "bh" (Benjamini-Hochberg) or "none", applied to the Welch p-values.
+        alpha: significance level for `significant` (p_adjusted < alpha).
+
+    Returns:
+        One row per pair, K (K-1) / 2 rows: `a`, `b`, every `compare` field, `p_adjusted`, `significant`,
+        `family_size` (the number of pairs with a Welch p-value, i.e. the family corrected over) and
+        `sentence` (one plain-language sentence).
+    """
+    if correction not in _CORRECTION_NAMES:
+        raise ValueError(f"correction must be one of {sorted(_CORRECTION_NAMES)}, got {correction!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    names = list(groups)
+    rows: list[dict[str, Any]] = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            res = compare(groups[a], groups[b], alpha=alpha, names=(a, b))
+            rows.append({"a": a, "b": b, **res})
+    p_adj = adjust([r["welch_p"] for r in rows], correction)
+    family = sum(np.isfinite(r["welch_p"]) for r in rows)
+    for r, p in zip(rows, p_adj):
+        r["p_adjusted"] = p
+        r["significant"] = bool(np.isfinite(p) and p < alpha)
+        r["family_size"] = int(family)
+        r["sentence"] = _sentence(r, correction, alpha, int(family))
+    columns = ["a", "b", *_COMPARE_KEYS, "p_adjusted", "significant", "family_size", "sentence"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _check_power_args(alpha: float, comparisons: int) -> float:
+    if not (isinstance(comparisons, (int, np.integer)) and comparisons >= 1):
+        raise ValueError(f"comparisons must be an integer >= 1, got {comparisons!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    return alpha / comparisons
+
+
+def _power(effect_size: float, n: int, alpha: float) -> float:
+    return float(TTestIndPower().power(effect_size=abs(effect_size), nobs1=n, alpha=alpha, ratio=1.0,
+                                       alternative="two-sided"))
+
+
+def power(effect_size: float, n: int, alpha: float = 0.05, comparisons: int = 1) -> float:
+    """Power of a two-sided Student t-test with `n` seeds per group at standardized effect `effect_size`.
+
+    Uses statsmodels `TTestIndPower` (pooled-variance t-test; Welch has slightly less power at tiny n) at
+    the Bonferroni level alpha / comparisons. Requires n >= 2.
+    """
+    if not np.isfinite(effect_size):
+        raise ValueError(f"effect_size must be finite, got {effect_size}")
+    if n < 2:
+        raise ValueError(f"n must be >= 2 seeds per group for a t-test, got {n}")
+    return _power(effect_size, n, _check_power_args(alpha, comparisons))
+
+
+def seeds_needed(effect_size: float, alpha: float = 0.05, power: float = 0.8, comparisons: int = 1) -> int:
+    """Seeds per group for a two-sided t-test to detect `effect_size` (Cohen's d) with the given power.
+
+    Bonferroni: the test runs at alpha / comparisons. Solved with statsmodels
+    `TTestIndPower().solve_power`, rounded up, at least 2. Example: d = 1 needs 17 seeds per group.
+
+    Raises:
+        ValueError: effect_size <= 0 or not finite, or alpha / power / comparisons out of range.
+    """
+    target = power
+    if not (np.isfinite(effect_size) and effect_size > 0):
+        raise ValueError(f"effect_size must be a positive finite number (Cohen's d = smallest difference "
+                         f"that matters / sd), got {effect_size}")
+    if not 0 < target < 1:
+        raise ValueError(f"power must be in (0, 1), got {target}")
+    a = _check_power_args(alpha, comparisons)
+
+    def pw(n: int) -> float:
+        return _power(effect_size, n, a)
+
+    if pw(2) >= target:
+        return 2                    # also sidesteps solve_power failing to converge for huge effects
+    raw = float(TTestIndPower().solve_power(effect_size=effect_size, nobs1=None, alpha=a, power=target,
+                                            ratio=1.0, alternative="two-sided"))
+    hi = max(3, math.ceil(raw - 1e-9)) if np.isfinite(raw) else 4
+    while pw(hi) < target:          # the solver's tolerance, or no solution at all: widen the bracket
+        hi *= 2
+    lo = 2                          # pw(lo) < target, pw(hi) >= target: bisect for the smallest passing n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if pw(mid) >= target else (mid, hi)
+    return int(hi)
+
+
+def power_curve(
+    effect_size: float,
+    ns: Sequence[int] = range(2, 31),
+    alpha: float = 0.05,
+    comparisons: int = 1,
+) -> pd.DataFrame:
+    """Power per number of seeds per group: a DataFrame with columns `n` and `power`, one row per n in `ns`."""
+    ns = [int(n) for n in ns]
+    return pd.DataFrame({"n": ns, "power": [power(effect_size, n, alpha, comparisons) for n in ns]})
+
+
+def welch_over_epochs(
+    a: ArrayLike,
+    b: ArrayLike,
+    correction: Correction = "holm",
+    alpha: float = 0.05,
+    epochs: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """Welch test at every epoch of two sets of learning curves ("significance along the curve").
+
+    Args:
+        a, b: shape `(n_seeds_a, n_epochs)` and `(n_seeds_b, n_epochs)`, one curve per seed (row).
+        correction: "holm", "bh" or "none", over the epochs given (the family is every testable epoch, so
+            pass only the epochs you look at).
+        alpha: significance level for `significant`.
+        epochs: labels for the columns, length n_epochs; default 1..n_epochs.
+
+    Returns:
+        One row per epoch: `epoch`, `n_a`, `n_b`, `diff` (mean a - mean b), `ci_low`, `ci_high`, `welch_p`,
+        `p_adjusted`, `significant`.
+    """
+    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if xa.ndim != 2 or xb.ndim != 2:
+        raise ValueError(f"a and b must be 2-D (n_seeds, n_epochs), got shapes {xa.shape} and {xb.shape}")
+    if xa.shape[1] != xb.shape[1]:
+        raise ValueError(f"a and b must have the same number of epochs, got {xa.shape[1]} and {xb.shape[1]}")
+    n_epochs = xa.shape[1]
+    labels = list(range(1, n_epochs + 1)) if epochs is None else list(epochs)
+    if len(labels) != n_epochs:
+        raise ValueError(f"epochs has {len(labels)} labels for {n_epochs} epochs")
+    keys = ("n_a", "n_b", "diff", "ci_low", "ci_high", "welch_p")
+    rows = []
+    for j in range(n_epochs):
+        res = compare(xa[:, j], xb[:, j], alpha=alpha)
+        rows.append({"epoch": labels[j], **{k: res[k] for k in keys}})
+    df = pd.DataFrame(rows, columns=["epoch", *keys])
+    df["p_adjusted"] = adjust(df["welch_p"].tolist(), correction)
+    df["significant"] = df["p_adjusted"].lt(alpha)
+    return df
