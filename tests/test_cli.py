@@ -1,0 +1,131 @@
+"""`python -m adlapp` as a user runs it: real processes, real store, clear errors."""
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from adlapp.config import variant
+from adlapp.jobs import LocalProcessBackend
+from adlapp.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def adlapp(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "adlapp", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_train_then_runs_json(tmp_path):
+    store = str(tmp_path / "store")
+    out = adlapp("train", "cnn", "--variant", "bn-adam", "--seeds", "2", "--epochs", "2",
+                 "--train-per-class", "2", "--store", store)
+    assert out.returncode == 0, out.stderr
+    records = json.loads(adlapp("runs", "--json", "--store", store).stdout)
+    assert [r["status"] for r in records] == ["done", "done"]
+    assert sorted(r["seed"] for r in records) == [0, 1]
+    for r in records:
+        assert r["variant"] == "cnn/bn-adam" and r["epochs_recorded"] == 2
+        assert set(r["final"]) >= {"train_loss", "val_loss", "val_acc"}
+        assert set(r["test"]["2"]) == {"acc", "loss"}
+    again = adlapp("train", "cnn", "--variant", "bn-adam", "--seeds", "2", "--epochs", "2",
+                   "--train-per-class", "2", "--store", store)
+    assert again.returncode == 0 and again.stderr.count("already done") == 2
+    table = adlapp("runs", "--store", store).stdout
+    assert "cnn/bn-adam" in table and "done" in table
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "cnn", "--epochs", "0"], "--epochs"),
+    (["train", "cnn", "--lr", "-0.1"], "--lr"),
+    (["train", "cnn", "--variant", "resnet"], "resnet"),
+    (["train", "cnn", "--dataset", "/no/such/folder"], "/no/such/folder"),
+    (["train", "cnn", "--dataset", "vessels"], "vessels"),
+    (["train", "unet", "--variant", "bn-adam"], "bn-adam"),
+    (["train", "cnn", "--seeds", "0"], "--seeds"),
+    (["import", "/no/such/bundle.zip"], "bundle.zip"),
+])
+def test_invalid_arguments_exit_nonzero_with_one_clear_line(tmp_path, args, needle):
+    out = adlapp(*args, "--store", str(tmp_path))
+    assert out.returncode != 0
+    lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
+    assert needle in lines[-1], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_every_command_has_help():
+    for cmd in ([], ["train"], ["runs"], ["export"], ["import"], ["worker"]):
+        out = adlapp(*cmd, "--help")
+        assert out.returncode == 0 and "usage:" in out.stdout
+
+
+def _card_folder(root: Path, classes=("ace of spades", "two of hearts", "joker"), per_split=3):
+    rng = np.random.default_rng(0)
+    for split in ("train", "valid", "test"):
+        for i, name in enumerate(classes):
+            d = root / split / name
+            d.mkdir(parents=True)
+            for j in range(per_split):
+                img = rng.integers(0, 80, (40, 30, 3), dtype=np.uint8)
+                img[:, :, i] += 150                               # a learnable colour cue per class
+                Image.fromarray(img).save(d / f"{j}.{'png' if j % 2 else 'jpg'}")
+
+
+def test_train_on_a_card_layout_folder(tmp_path):
+    _card_folder(tmp_path / "cards")
+    store = str(tmp_path / "store")
+    out = adlapp("train", "cnn", "--dataset", str(tmp_path / "cards"), "--seeds", "1", "--epochs", "2",
+                 "--batch-size", "4", "--store", store)
+    assert out.returncode == 0, out.stderr
+    (rec,) = json.loads(adlapp("runs", "--json", "--store", store).stdout)
+    assert rec["status"] == "done" and rec["config"]["data"]["name"] == str((tmp_path / "cards").resolve())
+
+
+def test_bad_folder_layout_is_one_line_naming_the_path(tmp_path):
+    (tmp_path / "cards" / "train" / "joker").mkdir(parents=True)
+    out = adlapp("train", "cnn", "--dataset", str(tmp_path / "cards"), "--store", str(tmp_path / "s"))
+    assert out.returncode == 2 and str(tmp_path / "cards") in out.stderr and "Traceback" not in out.stderr
+
+
+def test_export_import_round_trip(tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    assert adlapp("train", "cnn", "--variant", "sgd", "--seeds", "1", "--epochs", "1",
+                  "--train-per-class", "1", "--store", a).returncode == 0
+    out = adlapp("export", "--out", str(tmp_path / "x.zip"), "--store", a)
+    assert out.returncode == 0, out.stderr
+    assert "imported 1 new run" in adlapp("import", str(tmp_path / "x.zip"), "--store", b).stdout
+    assert json.loads(adlapp("runs", "--json", "--store", b).stdout)[0]["status"] == "done"
+
+
+def _wait(store, key, statuses, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = store.get(key)["status"]
+        if status in statuses:
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"{key} still {store.get(key)['status']}")
+
+
+def test_queue_worker_process_trains_and_cancel_is_clean(tmp_path):
+    store = RunStore(tmp_path)
+    backend = LocalProcessBackend(store, concurrency=1, device="cpu")
+    quick = replace(variant("cnn/adam"), epochs=1, data=replace(variant("cnn/adam").data, train_per_class=1))
+    slow = replace(quick, epochs=500)
+    sub = backend.submit([(quick, 0), (slow, 0)])
+    assert len(sub.queued) == 2
+    assert _wait(store, sub.queued[0], ("done",)) == "done"
+    _wait(store, sub.queued[1], ("running",))
+    deadline = time.time() + 60
+    while store.get(sub.queued[1])["last_epoch"] < 1 and time.time() < deadline:
+        time.sleep(0.2)
+    assert backend.cancel(sub.queued[1]) == "cancelling"
+    assert _wait(store, sub.queued[1], ("cancelled",)) == "cancelled"
+    assert backend.submit([(quick, 0)]).existing == {sub.queued[0]: "done"}   # never retrained
