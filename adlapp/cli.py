@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--image-size", type=_positive_int, help="vessels/segmentation folders: side in pixels")
     t.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints")
     t.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
+    t.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: all cores)")
     t.add_argument("--store", help="store directory (default $ADLAPP_STORE or ./runs)")
 
     r = sub.add_parser("runs", help="list runs in the store")
@@ -165,6 +166,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from adlapp.runner import TerminationFlag, run_claimed   # imports torch: only when training
 
     cfg = build_config(args)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     try:   # a bad data folder is a clear error now, not a failed run later (loading is cached in-process)
         load_data(cfg.data, "classification" if cfg.experiment == "cnn" else "segmentation")
     except DataError as e:
