@@ -1,0 +1,161 @@
+"""Streamlit pieces shared by the pages: the cached store and bundles, chart options, the live results view.
+
+Everything here reads widgets or renders; the work is done by adlapp.study and adlapp.charts. No torch:
+training is launched through adlapp.jobs, which starts separate OS processes.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from adlapp import charts, study
+from adlapp.jobs import LocalProcessBackend, default_concurrency
+from adlapp.store import ACTIVE, RunStore, RunTables
+
+def _use_navigation() -> None:
+    """Make a page URL opened first on a fresh server (e.g. /cnn) run through app.py.
+
+    Streamlit keeps its legacy `pages/` mode until some session calls st.navigation; until then a page URL
+    runs the page file alone (no app.py: no sidebar, every file listed as a page). Leaving legacy mode and
+    rerunning runs app.py, whose st.navigation then opens the requested page (same url path, same hash).
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:      # a Streamlit without this internal: nothing to fix
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_use_navigation()     # runs once per process, on the first import from a page
+
+KEEP = {"persist_state": "session"}   # a page's choices survive switching to another page and back
+POLL_S = 1.0          # live view refresh: one cheap incremental query per tick, so ≤ ~1-2 s behind
+BANDS = {"min/max over seeds": "minmax", "mean ± 1 sd (ddof=1)": "sd", "no band": "none"}
+WHERE = {"store": "finished (store)", "cached": "finished (cached_runs/)", "training": "training / queued",
+         "missing": "to train"}
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str) -> RunStore:
+    return RunStore(path)
+
+
+def store() -> RunStore:
+    return _store(str(study.store_dir()))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _cached(folder: str, signature: tuple) -> study.CachedRuns:
+    return study.load_cached(folder)
+
+
+def cached() -> study.CachedRuns:
+    """The bundles in cached_runs/, re-read only when a file there changes; unreadable ones are named."""
+    folder = study.cached_runs_dir()
+    result = _cached(str(folder), study.folder_signature(folder))
+    for err in result.errors:
+        st.warning(f"Skipped an unreadable bundle in cached_runs/: {err}")
+    return result
+
+
+@st.cache_resource(show_spinner=False)
+def concurrency_default() -> int:
+    return default_concurrency()
+
+
+def chart_options(prefix: str) -> dict:
+    c1, c2, c3, c4 = st.columns(4)
+    return {"log_x": c1.checkbox("log-scale epochs", value=True, key=f"{prefix}_log_x", **KEEP),
+            "band": BANDS[c2.selectbox("band", list(BANDS), key=f"{prefix}_band", **KEEP)],
+            "seeds": c3.checkbox("show every seed", value=False, key=f"{prefix}_show_seeds", **KEEP),
+            "complete_only": c4.checkbox("only epochs all seeds reached", value=False, key=f"{prefix}_complete",
+                                         **KEEP)}
+
+
+def show_plan(planned: pd.DataFrame) -> None:
+    st.caption(study.plan_summary(planned))
+    view = planned.assign(where=planned["where"].map(WHERE))
+    view = view[["variant", "seed", "epochs", "where", "status", "key"]]
+    st.dataframe(view, hide_index=True, height=min(38 + 35 * len(view), 300))
+
+
+def make_plan(requests: list, cache: study.CachedRuns) -> pd.DataFrame:
+    s = store()
+    s.mark_stale()                 # a trainer that died must not look like it is still running
+    return study.plan(requests, s.runs(), cache.tables.runs)
+
+
+def train_button(prefix: str, requests: list, planned: pd.DataFrame) -> bool:
+    """'Train missing runs' submits only the runs the plan marks missing; nothing else is ever retrained.
+    Returns True when it queued something (the caller re-plans)."""
+    missing = study.missing_requests(requests, planned)
+    label = "Train missing runs" + (f" ({len(missing)})" if missing else ": none missing")
+    if not st.button(label, key=f"{prefix}_train_btn", type="primary", disabled=not missing):
+        return False
+    backend = LocalProcessBackend(store(), concurrency=st.session_state.get("concurrency"))
+    sub = backend.submit(missing, command=f"app:{prefix}")
+    st.success(f"Queued {len(sub.queued)} run(s); {backend.concurrency} trainer process(es) work the queue. "
+               "They keep going if you switch pages or close the tab; cancel them on the Runs page.")
+    return True
+
+
+def live_results(prefix: str, experiment: str, planned: pd.DataFrame, cache: study.CachedRuns,
+                 extra=None) -> None:
+    """Curves, progress and test metrics of the planned runs, refreshed in place while any of them trains."""
+    keys = sorted(planned.loc[planned["where"] != "cached", "key"])
+    from_cache = cache.tables.select(set(planned.loc[planned["where"] == "cached", "key"]))
+    tail = st.session_state.get(f"{prefix}_tail")
+    if tail is None or tail.keys != keys:
+        tail = st.session_state[f"{prefix}_tail"] = study.LiveTail(store(), keys)
+    opts = chart_options(prefix)
+    active = bool(planned["where"].eq("training").any())
+    if planned["status"].eq("queued").any() and not store().live_workers():
+        st.warning("Some of these runs are queued but no trainer process is running; start one on the Runs page.")
+
+    @st.fragment(run_every=POLL_S if active else None)
+    def live() -> None:
+        s = store()
+        if active:
+            s.mark_stale()
+        tail.poll()
+        runs = s.runs(keys=keys) if keys else RunTables.empty().runs
+        tables = RunTables.concat([RunTables(runs, tail.frame, s.test_metrics(keys) if keys else
+                                             RunTables.empty().tests), from_cache])
+        now_active = runs[runs["status"].isin(ACTIVE)]
+        if len(now_active):
+            show_progress(study.progress(now_active, tail.frame))
+        render_results(prefix, experiment, tables, opts)
+        if extra:
+            extra(tables)
+        if active and now_active.empty:
+            st.rerun()            # everything finished: redraw the page once, which also stops the polling
+
+    live()
+
+
+def show_progress(prog: pd.DataFrame, limit: int = 12) -> None:
+    for r in prog.head(limit).to_dict("records"):
+        st.progress(r["fraction"], text=r["text"])
+    if len(prog) > limit:
+        st.caption(f"… and {len(prog) - limit} more active run(s); see Runs.")
+
+
+def render_results(prefix: str, experiment: str, tables: RunTables, opts: dict) -> None:
+    frame = charts.curve_frame(tables, charts.CURVE_METRICS[experiment], seeds=opts["seeds"],
+                               complete_only=opts["complete_only"])
+    spec = charts.curves_spec(frame, log_x=opts["log_x"], band=opts["band"], seeds=opts["seeds"])
+    if spec is None:
+        st.info("No epochs recorded yet for these runs.")
+        return
+    st.vega_lite_chart(frame, spec, width="content")     # cached spec + fresh data: cheap every poll
+    for note in charts.progress_notes(tables):
+        st.caption(note)
+    errors = tables.runs[tables.runs["status"].isin(["failed", "diverged"]) & tables.runs["error"].notna()]
+    for r in errors.to_dict("records"):
+        st.error(f"{r['variant']} seed {int(r['seed'])} {r['status']}: {str(r['error']).splitlines()[0]}")
+    table = charts.test_table(tables, experiment)
+    if len(table):
+        st.markdown("**Test metrics** — mean ± sd over seeds (ddof=1), n seeds, every seed's value; ★ best")
+        st.dataframe(table, hide_index=True)

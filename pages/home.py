@@ -1,0 +1,48 @@
+"""Home: what this is, and one click to open the course study from the bundles in cached_runs/."""
+import streamlit as st
+
+from adlapp import charts
+from pages import _common as ui
+
+st.title("Deep-learning variants, several seeds, compared honestly")
+st.markdown(
+    "This lab retrains the experiments of a deep-learning course report — a CNN with and without batch-norm, "
+    "Adam vs SGD; a U-Net with transposed-convolution vs nearest-neighbour upsampling, ReLU vs ELU — with "
+    "several seeds each, shows the curves live while they train, and reports every number with the number "
+    "of seeds behind it (spreads are standard deviations with ddof=1).\n\n"
+    "- **CNN** and **U-Net**: pick variants, seeds, epochs and data; runs that already exist are loaded, "
+    "only missing ones are trained (in separate processes that survive page switches and closed tabs).\n"
+    "- **Runs**: every run with its status and progress; cancel, delete, import and export bundles.\n"
+    "- **Open the course study** below loads the finished runs shipped in `cached_runs/` — no training.")
+
+if st.button("Open the course study", key="home_open_btn", type="primary"):
+    st.session_state["home_open"] = True
+if not st.session_state.get("home_open"):
+    st.stop()
+
+cache = ui.cached()
+tables = cache.tables
+if tables.runs.empty:
+    st.info("No cached runs yet: cached_runs/ holds no readable bundle. Train the study on the CNN and U-Net "
+            "pages (or with `python -m adlapp train …`) and export it with `python -m adlapp export`.")
+    st.stop()
+
+st.caption(f"Loaded {len(tables.runs)} run(s) from {len(cache.bundles)} bundle(s) in cached_runs/: "
+           + ", ".join(cache.bundles["file"]))
+log_x = st.checkbox("log-scale epochs", value=True, key="home_log_x", **ui.KEEP)
+for exp, title in (("cnn", "Figure 1 reborn: CNN variants"), ("unet", "Figure 2 reborn: U-Net variants")):
+    part = tables.select(set(tables.runs.loc[tables.runs["experiment"] == exp, "key"]))
+    if part.runs.empty:
+        continue
+    st.subheader(title)
+    st.caption("Per variant a column: mean over seeds (line) inside the min/max band of the seeds; column "
+               "heads give the final test metrics as mean ± sd (ddof=1) with n seeds.")
+    if (chart := charts.figure_chart(part, exp, log_x=log_x)) is not None:
+        st.altair_chart(chart, width="content")
+    for note in charts.progress_notes(part):
+        st.caption(note)
+    if exp == "unet" and len(course := charts.course_table(part)):
+        st.markdown("**U-Net test pixel accuracy by epoch budget** (the report's table), mean ± sd (n seeds)")
+        st.table(course)
+    with st.expander(f"All {exp.upper()} test metrics, every seed"):
+        st.dataframe(charts.test_table(part, exp), hide_index=True)

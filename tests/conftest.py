@@ -1,0 +1,87 @@
+"""Shared fixtures: real bundles made by the real pipeline (trainer → store → export), at tiny sizes.
+
+`course_bundles` trains 2 seeds of every registry variant for a few epochs on tiny built-in data (in this
+process, once per test session) and exports them like cached_runs/ would hold them. Tests that view the
+bundles point $ADLAPP_CACHED_RUNS at the folder; the app itself never imports torch.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from adlapp.config import VARIANTS, RunConfig, variant
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_SEEDS = (0, 1)
+
+
+def tiny(name: str) -> RunConfig:
+    """The registry variant at test size: CNN 2 epochs on 1 card per class; U-Net 3 epochs with test
+    scores after epochs 1, 2 and 3 (the course's 200/400/1000 budgets in miniature) on 4 small images."""
+    cfg = variant(name)
+    if cfg.experiment == "cnn":
+        return replace(cfg, epochs=2, data=replace(cfg.data, train_per_class=1))
+    return replace(cfg, epochs=3, eval_at=(1, 2), batch_size=4,
+                   data=replace(cfg.data, n_train=4, image_size=32))
+
+
+def train_into(store, cfg: RunConfig, seeds=TINY_SEEDS) -> list[str]:
+    """Enqueue, claim and train (cfg, seed) for real through adlapp.runner, as a queue worker would."""
+    from adlapp.runner import run_claimed      # imports torch: only the fixtures train
+
+    keys = []
+    for seed in seeds:
+        key, _ = store.enqueue(cfg, seed, command="pytest")
+        claimed = store.claim(key)
+        assert claimed is not None, key
+        status = run_claimed(store, key, cfg, seed, device="cpu", flag=SimpleNamespace(set=False))
+        assert status == "done", store.get(key)["error"]
+        keys.append(key)
+    return keys
+
+
+@pytest.fixture(scope="session")
+def course_bundles(tmp_path_factory) -> Path:
+    """A cached_runs/-like folder with cnn.zip and unet.zip: 2 seeds × every registry variant, trained."""
+    from adlapp.bundle import export_store
+    from adlapp.store import RunStore
+
+    root = tmp_path_factory.mktemp("course")
+    store = RunStore(root / "store")
+    for name in VARIANTS:
+        train_into(store, tiny(name))
+    out = root / "cached_runs"
+    export_store(store, out / "cnn.zip", experiment="cnn", provenance={"command": "pytest fixture"})
+    export_store(store, out / "unet.zip", experiment="unet", provenance={"command": "pytest fixture"})
+    return out
+
+
+@pytest.fixture
+def cached_with_broken(course_bundles, tmp_path) -> Path:
+    """The course bundles plus one unreadable bundle, which must be reported and skipped."""
+    folder = tmp_path / "cached_runs"
+    shutil.copytree(course_bundles, folder)
+    (folder / "broken.zip").write_bytes(b"this is not a zip file")
+    return folder
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch):
+    """An isolated store and an empty cached_runs/ for the app; tests may point the latter elsewhere."""
+    monkeypatch.setenv("ADLAPP_STORE", str(tmp_path / "store"))
+    empty = tmp_path / "no_bundles"
+    empty.mkdir()
+    monkeypatch.setenv("ADLAPP_CACHED_RUNS", str(empty))
+    monkeypatch.syspath_prepend(str(ROOT))        # `from pages import _common` outside the app's own run
+    yield tmp_path
+    if (tmp_path / "store" / "runs.sqlite").exists():   # stop trainer processes a failed test left behind
+        from adlapp.store import RunStore
+
+        for pid in RunStore(tmp_path / "store").live_workers():
+            os.kill(pid, signal.SIGTERM)

@@ -1,0 +1,163 @@
+"""adlapp.charts on hand-made run tables whose every number can be checked by hand (no torch, no training)."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import pytest
+
+from adlapp import charts
+from adlapp.config import config_to_dict, run_key, variant, variant_label
+from adlapp.store import RUN_COLUMNS, RunTables
+
+
+def tables(curves: dict[tuple[str, int], list[float]], tests: dict[tuple[str, int], float] | None = None,
+           epochs: int | None = None, metric: str = "train_loss", status: str = "done") -> RunTables:
+    """Runs of registry variants; `curves[(variant, seed)]` is that run's `metric` per epoch 1, 2, ...;
+    `tests[(variant, seed)]` its test accuracy (cnn) / pixel accuracy (unet) at its last epoch."""
+    runs, eps, tst = [], [], []
+    for (name, seed), values in curves.items():
+        cfg = replace(variant(name), epochs=epochs or len(values))
+        key = run_key(cfg, seed)
+        runs.append({"key": key, "experiment": cfg.experiment, "variant": variant_label(cfg), "seed": seed,
+                     "epochs": cfg.epochs, "status": status, "last_epoch": len(values),
+                     "config": json.dumps(config_to_dict(cfg))})
+        eps += [(key, e, metric, v) for e, v in enumerate(values, start=1)]
+        if tests and (name, seed) in tests:
+            acc = "acc" if cfg.experiment == "cnn" else "pixel_acc"
+            tst += [(key, cfg.epochs, acc, tests[(name, seed)]), (key, cfg.epochs, "loss", 1 - tests[(name, seed)])]
+    cols = ["key", "epoch", "name", "value"]
+    return RunTables(pd.DataFrame(runs).reindex(columns=RUN_COLUMNS), pd.DataFrame(eps, columns=cols),
+                     pd.DataFrame(tst, columns=cols))
+
+
+def test_curve_frame_mean_sd_range_and_n_by_hand():
+    t = tables({("cnn/adam", 0): [1.0, 0.5], ("cnn/adam", 1): [3.0, 0.7], ("cnn/adam", 2): [2.0, 0.9]})
+    f = charts.curve_frame(t, ["train_loss"])
+    e1 = f[f["epoch"] == 1].iloc[0]
+    assert (e1["mean"], e1["sd"], e1["lo"], e1["hi"], e1["n"], e1["n_seeds"]) == (2.0, 1.0, 1.0, 3.0, 3, 3)
+    assert e1["sd_lo"] == 1.0 and e1["sd_hi"] == 3.0 and e1["seeds_note"] == "3 of 3"   # sd with ddof=1
+    assert e1["series"] == "Adam" and e1["metric"] == "training loss"
+    assert set(f["all_seeds"]) == {"all seeds"}
+
+
+def test_unequal_progress_is_marked_bridged_and_explained():
+    t = tables({("cnn/sgd", 0): [4.0, 3.0, 2.0, 1.0], ("cnn/sgd", 1): [2.0, 1.0]}, epochs=4)
+    f = charts.curve_frame(t, ["train_loss"])
+    solid = f[f["all_seeds"] == "all seeds"]
+    dashed = f[f["all_seeds"] == "not all seeds yet"]
+    assert solid["epoch"].tolist() == [1, 2]
+    assert dashed["epoch"].tolist() == [2, 3, 4]                 # epoch 2 repeated: the lines meet
+    assert dashed[dashed["epoch"] == 3]["n"].item() == 1 and dashed[dashed["epoch"] == 3]["sd"].isna().all()
+    assert charts.curve_frame(t, ["train_loss"], complete_only=True)["epoch"].tolist() == [1, 2]
+    notes = charts.progress_notes(t)
+    assert len(notes) == 1 and "SGD: seeds have reached epochs 2–4" in notes[0]
+
+
+def test_runs_with_different_settings_are_never_averaged_together():
+    t = RunTables.concat([tables({("cnn/adam", 0): [1.0, 1.0]}), tables({("cnn/adam", 0): [2.0, 2.0, 2.0]})])
+    s = charts.series_table(t.runs)
+    assert sorted(s["series"]) == ["Adam (epochs=2)", "Adam (epochs=3)"]
+    f = charts.curve_frame(t, ["train_loss"])
+    assert (f["n"] == 1).all() and (f["n_seeds"] == 1).all()
+
+
+def test_colours_are_fixed_per_variant_and_distinct():
+    a = charts.series_table(tables({("cnn/sgd", 0): [1.0], ("cnn/adam", 0): [1.0]}).runs)
+    b = charts.series_table(tables({("cnn/sgd", 0): [1.0], ("cnn/bn-adam", 0): [1.0]}).runs)
+    ca, cb = dict(zip(*charts.colours(a))), dict(zip(*charts.colours(b)))
+    assert ca["SGD"] == cb["SGD"] == charts.PALETTE[2]
+    assert ca["Adam"] == charts.PALETTE[1] and cb["BN + Adam"] == charts.PALETTE[0]
+    custom = pd.DataFrame({"series": ["cnn/x", "cnn/y", "SGD"], "variant": ["cnn/x", "cnn/y", "cnn/sgd"],
+                           "order": [1, 2, 0]})
+    assert len(set(charts.colours(custom)[1])) == 3
+
+
+def test_long_curves_are_thinned_to_real_epochs():
+    keep = charts.keep_epochs(1000, 120)
+    assert keep[0] == 1 and keep[-1] == 1000 and len(keep) <= 121 and np.all(np.diff(keep) > 0)
+    assert (keep <= 10).sum() >= 10                                  # dense early, for the log axis
+    rng = np.random.default_rng(0)
+    curves = {(v, s): list(rng.random(1000)) for v in ("unet/normal", "unet/elu") for s in range(6)}
+    f = charts.curve_frame(tables(curves), ["train_loss"])
+    assert len(f) <= 2 * 121 and set(f["epoch"]) <= set(range(1, 1001))
+    assert charts.keep_epochs(50).tolist() == list(range(1, 51))
+
+
+def spec_of(chart) -> dict:
+    with alt.data_transformers.disable_max_rows():
+        return chart.to_dict()
+
+
+def test_curves_chart_layers_log_axis_legend_highlight():
+    t = tables({("cnn/adam", 0): [2.0, 1.0, 0.5], ("cnn/adam", 1): [2.5, 1.5, 0.7],
+                ("cnn/sgd", 0): [3.0, 2.0, 1.0], ("cnn/sgd", 1): [3.5, 2.5, 1.5]})
+    spec = spec_of(charts.curves_chart(charts.curve_frame(t, ["train_loss"])))
+    layers = spec["spec"]["layer"]
+    assert [layer["mark"]["type"] for layer in layers] == ["area", "line", "circle"]
+    assert all(layer["encoding"]["x"]["scale"]["type"] == "log" for layer in layers)
+    assert spec["params"][0]["bind"] == "legend" and spec["params"][0]["select"]["fields"] == ["series"]
+    assert spec["resolve"]["scale"]["y"] == "independent" and "x" not in spec["resolve"]["scale"]  # shared x
+    tips = {tip.get("title", tip["field"]) for tip in layers[2]["encoding"]["tooltip"]}
+    assert {"n seeds", "sd (ddof=1)", "min", "max"} <= tips
+    f = charts.curve_frame(t, ["train_loss"], seeds=True)
+    spec = spec_of(charts.curves_chart(f, log_x=False, band="sd", seeds=True))
+    layers = spec["spec"]["layer"]
+    assert layers[0]["encoding"]["y"]["field"] == "sd_lo" and layers[1]["encoding"]["detail"]["field"] == "key"
+    assert layers[0]["encoding"]["x"]["scale"]["type"] == "linear"
+    assert [m["mark"]["type"] for m in spec_of(charts.curves_chart(
+        charts.curve_frame(t, ["train_loss"]), band="none"))["spec"]["layer"]] == ["line", "circle"]
+    assert charts.curves_chart(charts.curve_frame(RunTables.empty(), ["train_loss"])) is None
+
+
+def test_test_table_mean_sd_n_seeds_and_best_marked():
+    t = tables({("cnn/adam", 0): [1.0], ("cnn/adam", 1): [1.0], ("cnn/sgd", 0): [1.0], ("cnn/sgd", 1): [1.0]},
+               tests={("cnn/adam", 0): 0.5, ("cnn/adam", 1): 0.7, ("cnn/sgd", 0): 0.2, ("cnn/sgd", 1): 0.3})
+    table = charts.test_table(t, "cnn").set_index("variant")
+    assert table.loc["Adam", "test accuracy (mean ± sd)"] == f"0.6000 ± {math.sqrt(0.02):.4f} ★"
+    assert table.loc["Adam", "test loss (mean ± sd)"].endswith("★")   # lower loss is better
+    assert "★" not in table.loc["SGD", "test loss (mean ± sd)"] + table.loc["SGD", "test accuracy (mean ± sd)"]
+    assert table.loc["SGD", "n"] == 2 and table.loc["SGD", "acc · seed 1"] == 0.3
+    single = charts.test_table(tables({("cnn/adam", 0): [1.0]}, tests={("cnn/adam", 0): 0.5}), "cnn")
+    assert single["test accuracy (mean ± sd)"].item() == "0.5000"       # no sd from one seed, no ★ alone
+
+
+def test_course_table_rows_and_budgets():
+    curves = {(v, s): [0.1] * 3 for v in ("unet/normal", "unet/nearest", "unet/elu", "unet/nearest-elu")
+              for s in (0, 1, 2)}
+    t = tables(curves, tests={k: 0.97 + 0.001 * k[1] for k in curves}, metric="train_loss")
+    table = charts.course_table(t, "pixel_acc")
+    assert list(table.index) == ["Normal", "Nearest", "ELU", "Nearest+ELU"]
+    assert table.loc["Normal", "3"] == "0.971 ± 0.001 (n=3)"
+
+
+@pytest.mark.parametrize("experiment", ["cnn", "unet"])
+def test_figure_chart_one_column_per_variant_with_test_metrics(experiment):
+    names = {"cnn": ("cnn/bn-adam", "cnn/adam", "cnn/sgd"), "unet": ("unet/normal", "unet/elu")}[experiment]
+    metric = charts.FIGURE_METRICS[experiment][1]
+    curves = {(v, s): [0.1, 0.2] for v in names for s in (0, 1, 2)}
+    t = tables(curves, tests={k: 0.5 for k in curves})
+    t = RunTables(t.runs, pd.concat([t.epochs, t.epochs.assign(name=metric)]), t.tests)
+    spec = spec_of(charts.figure_chart(t, experiment))
+    assert spec["facet"]["column"]["field"] == "panel" and spec["facet"]["row"]["field"] == "metric"
+    panels = spec["facet"]["column"]["sort"]
+    assert len(panels) == len(names) and all("\ntest after epoch 2 (n=3):\n" in p for p in panels)
+    assert spec["spec"]["layer"][0]["encoding"]["x"]["scale"]["type"] == "log"
+
+
+def test_curves_spec_is_the_chart_without_data_and_cached():
+    t = tables({("cnn/adam", 0): [2.0, 1.0], ("cnn/sgd", 0): [3.0, 2.0]})
+    frame = charts.curve_frame(t, ["train_loss"])
+    full = spec_of(charts.curves_chart(frame))
+    spec = charts.curves_spec(frame)
+    assert "datasets" not in spec and "data" not in spec
+    assert spec["spec"] == full["spec"] and spec["params"] == full["params"] and spec["facet"] == full["facet"]
+    later = charts.curve_frame(tables({("cnn/adam", 0): [2.0, 1.0, 0.5], ("cnn/sgd", 0): [3.0, 2.0, 1.0]}),
+                               ["train_loss"])
+    before = charts._spec_json.cache_info().hits
+    assert charts.curves_spec(later) == spec                     # new data, same spec: served from the cache
+    assert charts._spec_json.cache_info().hits == before + 1
