@@ -59,15 +59,13 @@ def _int_list(text: str) -> list[int]:
 
 
 def _seeds(text: str) -> list[int]:
-    """'3' means seeds 0,1,2; '0,5,7' means exactly those."""
-    values = _int_list(text)
-    if len(values) == 1 and "," not in text:
-        if values[0] < 1:
-            raise argparse.ArgumentTypeError(f"{text!r}: the number of seeds must be >= 1")
-        return list(range(values[0]))
-    if any(v < 0 for v in values) or len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError(f"{text!r}: seeds must be distinct and >= 0")
-    return values
+    """'3' means seeds 0,1,2; '0,5,7' means exactly those (the same rule as the app's seed box)."""
+    from adlapp.study import parse_seeds
+
+    seeds, error = parse_seeds(text)
+    if error:
+        raise argparse.ArgumentTypeError(error)
+    return seeds
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adlapp.config import RunConfig
+from adlapp.devices import cuda_gpus
 from adlapp.store import RunStore
 
 __all__ = ["LocalProcessBackend", "Submission", "default_concurrency"]
@@ -26,16 +27,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def default_concurrency() -> int:
-    """One trainer per CUDA GPU, one on CPU (two CPU trainers would only fight over the same cores).
-
-    Checked without importing torch: nvidia-smi answers when a driver is installed.
-    """
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=5)
-        gpus = sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
-    except (OSError, subprocess.TimeoutExpired):
-        gpus = 0
-    return max(1, gpus)
+    """One trainer per CUDA GPU, one on CPU (two CPU trainers would only fight over the same cores)."""
+    return max(1, len(cuda_gpus()))
 
 
 @dataclass(frozen=True)
