@@ -17,14 +17,15 @@ PAGES = [  # (file, title, icon, url path); optional pages are listed once their
     ("pages/runs.py", "Runs", ":material/list:", "runs"),
 ]
 
-st.set_page_config(page_title="adlapp", page_icon=":material/science:", layout="wide")
+st.set_page_config(page_title="adlapp", page_icon="🔬", layout="wide")   # an emoji: no icon font fetched offline
 
 pages = [st.Page(f, title=t, icon=i, url_path=u, default=(u == "home"))
          for f, t, i, u in PAGES if (HERE / f).exists()]
 nav = st.navigation(pages)
 
 with st.sidebar:
-    st.markdown(f"**Store**: `{study.store_dir()}`")
+    store_path = study.store_dir()
+    st.markdown(f"**Store**: `{store_path.name}/`", help=f"Run store (SQLite): {store_path.resolve()}")
     st.markdown(f"**Training device**: {training_device().label}")
     st.markdown(f"**Data sets**: CNN `{st.session_state.get('cnn_dataset', 'cards')}` · "
                 f"U-Net `{st.session_state.get('unet_dataset', 'vessels')}`")

@@ -277,6 +277,11 @@ def extract_groups(tables: RunTables, experiment: str, variants: Sequence[str], 
                       len(usable) - len(keys), len({r["train_sig"] for r in usable}))
             groups.append(g)
             notes.extend(_group_notes(g))
+    small = [f"{g.label} (n = {g.n})" for g in groups if g.n < MIN_N]
+    if small:   # one warning naming every small group, not one near-identical box per group
+        notes.append(("warning", f"Too few seeds in {', '.join(small)}: with n < {MIN_N} a t-test has about "
+                                 f"one degree of freedom, so its p-value means nothing. Pairs involving them are "
+                                 f"shown (Δ, g) but not tested and not in the correction family. Run more seeds."))
     return groups, notes
 
 
@@ -285,10 +290,6 @@ def _group_notes(g: Group) -> list[tuple[str, str]]:
     if g.n_excluded:
         out.append(("warning", f"{g.label}: {g.n_excluded} diverged run(s) excluded (no finite value); "
                                f"n = {g.n} of {g.values.size} runs."))
-    if g.n < MIN_N:
-        out.append(("warning", f"{g.label}: only n = {g.n} seed(s), and with n < {MIN_N} a t-test has about "
-                               f"one degree of freedom, so its p-value means nothing. Its pairs are shown "
-                               f"(Δ, g) but not tested and not in the correction family. Run more seeds."))
     if g.n_pending:
         out.append(("info", f"{g.label}: {g.n_pending} more run(s) queued or running, not included yet."))
     if g.n_duplicates:

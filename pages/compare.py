@@ -96,9 +96,9 @@ if plan.error:
     st.error(plan.error)
 else:
     st.caption(f"d = Δ / pooled sd = {plan.delta:.4g} / {plan.sd:.4g} = {plan.d:.3g} (sd with ddof = 1).")
-    c1, c2 = st.columns([2, 3])
+    c1, c2 = st.columns([1, 1])
     c1.markdown("**Seeds per group needed**")
-    c1.dataframe(plan.table, hide_index=True)
+    c1.table(plan.table.set_index(plan.table.columns[0]))   # static table: narrow columns are never clipped
     c2.altair_chart(charts.power_chart(plan.curve, plan.current_n), key="chart_sig_power", width="stretch")
 default_n = min(100, max(2, plan.recommended or max(g.values.size for g in groups)))
 if state.get("sig_target_default") != default_n:     # a new recommendation replaces the old default

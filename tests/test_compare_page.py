@@ -83,7 +83,7 @@ def test_cnn_preset_matrix_sentences_and_small_n(store, monkeypatch):
     for pair in ("BN + Adam vs Adam", "BN + Adam vs SGD", "Adam vs SGD"):
         assert f"- {pair}: Δ =" in text
     assert "significant after Holm over 1 pair" in text          # SGD (n=2) is not in the family
-    assert any("SGD: only n = 2" in w.value and "n < 3" in w.value for w in at.warning)
+    assert any("SGD (n = 2)" in w.value and "n < 3" in w.value for w in at.warning)
     _, points = chart(at, "strip")
     assert len(points) == 8                                       # every seed is drawn
 
@@ -139,7 +139,8 @@ def test_course_bundles_through_the_app(app_env, course_bundles, monkeypatch):
     assert not at.exception, at.exception
     _, cells = chart(at, "matrix")
     assert len(cells) == 3 and not cells["significant"].any()
-    assert sum("n < 3" in w.value for w in at.warning) == 3
+    (small,) = [w.value for w in at.warning if "n < 3" in w.value]     # one warning naming all three
+    assert small.count("(n = 2)") == 3
     at.selectbox(key="sig_preset").set_value("Course: U-Net variants at 200/400/1000").run()
     assert not at.exception, at.exception
     assert at.multiselect(key="sig_epochs").value == [3]          # the tiny runs' last evaluation
