@@ -25,13 +25,14 @@ from adlapp.config import COURSE_NAMES, VARIANTS
 from adlapp.store import RunTables
 
 __all__ = [
-    "CURVE_METRICS", "FIGURE_METRICS", "TEST_METRICS", "TITLES", "PALETTE", "series_table", "colours",
-    "keep_epochs", "curve_frame", "progress_notes", "curves_chart", "curves_spec", "figure_chart", "test_summary",
-    "test_table", "course_table", "COURSE_ROWS",
+    "CURVE_METRICS", "FIGURE_METRICS", "FIGURE_TESTS", "TEST_METRICS", "TITLES", "PALETTE", "series_table",
+    "colours", "keep_epochs", "curve_frame", "progress_notes", "curves_chart", "curves_spec", "figure_chart",
+    "test_summary", "test_table", "course_table", "COURSE_ROWS",
 ]
 
 CURVE_METRICS = {"cnn": ("train_loss", "val_loss", "val_acc"), "unet": ("train_loss", "val_loss", "val_f1")}
 FIGURE_METRICS = {"cnn": ("train_loss", "val_acc"), "unet": ("train_loss", "val_f1")}   # the report's panels
+FIGURE_TESTS = {"cnn": "acc", "unet": "f1"}    # test metric marked on the figure's second row: same units
 TEST_METRICS = {"cnn": ("acc", "loss"), "unet": ("pixel_acc", "f1", "loss")}
 TITLES = {
     "train_loss": "training loss", "val_loss": "validation loss", "val_acc": "validation accuracy",
@@ -322,24 +323,35 @@ def figure_chart(tables: RunTables, experiment: str, log_x: bool = True, max_poi
                  width: int | None = None, height: int = 150) -> alt.FacetChart | None:
     """The course report's Figure 1 (CNN) / Figure 2 (U-Net), reborn: one column per variant, rows training
     loss and validation accuracy (F1 for U-Net), min/max band over the seeds around the mean, log-x epochs
-    shared per column, and each column headed by its final test metrics as mean ± sd (n seeds)."""
+    shared per column, and each column headed by its final test metrics as mean ± sd (n seeds).
+
+    The accuracy/F1 row also marks the test score (`FIGURE_TESTS`: test accuracy / test F1, the row's own
+    units) after every epoch the test split was scored at, e.g. the U-Net's 200, 400 and 1000: a diamond at
+    the mean with a ± sd (ddof=1) error bar, its tooltip giving n and every test metric there."""
     frame = curve_frame(tables, FIGURE_METRICS[experiment], max_points=max_points)
     if frame.empty:
         return None
     heads = _panel_heads(tables, experiment)
+    if len(marks := _test_marks(tables, experiment)):
+        frame = pd.concat([frame, marks], ignore_index=True)
     frame["panel"] = frame["series"].map(heads).fillna(frame["series"])
     domain, rng = colours(frame.assign(order=frame["series"].map(
         {s: i for i, s in enumerate(_series_order(frame))})))
     panels = [heads.get(s, s) for s in _series_order(frame)]
-    width = width or max(130, min(200, 760 // len(panels)))      # the row of columns fits a wide page
+    width = width or max(120, min(200, 680 // len(panels)))      # 4 columns + axes fit a wide page (~950 px)
     sel = alt.selection_point(fields=["series"], bind="legend", name="pick")
     color = alt.Color("series:N", scale=alt.Scale(domain=domain, range=rng), legend=None)
-    layered = alt.layer(*_layers(frame, sel, _x(log_x), color, "minmax", False), data=frame).add_params(sel)
+    x = _x(log_x)
+    x["scale"] = x["scale"].copy()
+    x["scale"]["padding"] = 6                                     # a test marker at the last epoch shows whole
+    layers = [*_layers(frame, sel, x, color, "minmax", False), *_test_layers(x, color)]
+    layered = alt.layer(*layers, data=frame).add_params(sel)
     rows = [TITLES[m] for m in FIGURE_METRICS[experiment]]
     return (layered.properties(width=width, height=height)
             .facet(row=alt.Row("metric:N", sort=rows, title=None, header=_facet_header()),
                    column=alt.Column("panel:N", sort=panels, title=None, header=_facet_header()))
-            .resolve_scale(y="independent"))
+            .resolve_scale(y="independent")
+            .configure_legend(orient="bottom"))                   # not beside the columns: keeps the width
 
 
 def _panel_heads(tables: RunTables, experiment: str) -> dict[str, str]:
@@ -350,7 +362,7 @@ def _panel_heads(tables: RunTables, experiment: str) -> dict[str, str]:
     for series, g in summ.groupby("series", sort=False):
         g = g[g["epoch"] == g["epoch"].max()]
         bits = []
-        for m in TEST_METRICS[experiment][:2] if experiment == "unet" else TEST_METRICS[experiment]:
+        for m in TEST_METRICS[experiment]:
             r = g[g["metric"] == m]
             if len(r):
                 r = r.iloc[0]
@@ -358,6 +370,43 @@ def _panel_heads(tables: RunTables, experiment: str) -> dict[str, str]:
         n = int(g["n"].max()) if len(g) else 0
         heads[series] = "\n".join([series, f"test after epoch {int(g['epoch'].max())} (n={n}):", *bits])
     return heads
+
+
+def _test_marks(tables: RunTables, experiment: str) -> pd.DataFrame:
+    """Rows (kind "test") for the figure's test markers: per series and test epoch the `FIGURE_TESTS` metric's
+    mean, sd (ddof=1), mean ± sd, n, placed in the accuracy/F1 row; `test_note` lists every test metric."""
+    metric = FIGURE_TESTS[experiment]
+    summ = test_summary(tables, TEST_METRICS[experiment])
+    rows = []
+    for (series, epoch), g in summ.groupby(["series", "epoch"], sort=False):
+        by = {r["metric"]: r for r in g.to_dict("records")}
+        r = by.get(metric)
+        if r is None or not r["n"]:
+            continue
+        note = " · ".join(f"{TITLES[m].replace('test ', '')} {_pm(by[m]['mean'], by[m]['sd'])}"
+                          + (f" (n={by[m]['n']})" if by[m]["n"] != r["n"] else "")
+                          for m in TEST_METRICS[experiment] if m in by)
+        rows.append({"kind": "test", "series": series, "variant": r["variant"], "name": metric,
+                     "metric": TITLES[FIGURE_METRICS[experiment][1]], "epoch": int(epoch), "mean": r["mean"],
+                     "sd": r["sd"], "sd_lo": r["mean"] - r["sd"], "sd_hi": r["mean"] + r["sd"], "n": r["n"],
+                     "test_metric": TITLES[metric], "test_note": note})
+    return pd.DataFrame(rows)
+
+
+def _test_layers(x: alt.X, color: alt.Color) -> list[alt.Chart]:
+    """± sd error bar and a diamond at the mean for the `kind == "test"` rows."""
+    test = alt.Chart().transform_filter(alt.datum.kind == "test")
+    y = alt.Y("mean:Q", title=None, scale=alt.Scale(zero=False))
+    bar = test.mark_rule(color="#333", strokeWidth=1.2).encode(
+        x=x, y=alt.Y("sd_lo:Q", title=None, scale=alt.Scale(zero=False)), y2="sd_hi:Q")
+    dot = test.mark_point(shape="diamond", filled=True, size=70, stroke="#222", strokeWidth=0.8,
+                          opacity=1).encode(
+        x=x, y=y, color=color,
+        tooltip=[alt.Tooltip("series:N", title="variant"), alt.Tooltip("epoch:Q", title="test after epoch"),
+                 alt.Tooltip("test_metric:N", title="marker"), alt.Tooltip("mean:Q", format=".4f"),
+                 alt.Tooltip("sd:Q", title="sd (ddof=1)", format=".4f"), alt.Tooltip("n:Q", title="n seeds"),
+                 alt.Tooltip("test_note:N", title="test metrics (mean ± sd)")])
+    return [bar, dot]
 
 
 # -- test metrics --------------------------------------------------------------------------------------------

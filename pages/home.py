@@ -1,8 +1,15 @@
 """Home: what this is, and one click to open the course study from the bundles in cached_runs/."""
 import streamlit as st
 
-from adlapp import charts
+from adlapp import charts, reading, study
 from pages import _common as ui
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _reading(folder: str, signature: tuple, _tables) -> list[str]:
+    """The reading for the bundles in `folder` as they are (`signature`): ~0.4 s, so once, not every rerun."""
+    return reading.course_reading(_tables)
+
 
 st.title("Deep-learning variants, several seeds, compared honestly")
 st.markdown(
@@ -36,7 +43,9 @@ for exp, title in (("cnn", "Figure 1 reborn: CNN variants"), ("unet", "Figure 2 
         continue
     st.subheader(title)
     st.caption("Per variant a column: mean over seeds (line) inside the min/max band of the seeds; column "
-               "heads give the final test metrics as mean ± sd (ddof=1) with n seeds.")
+               "heads give the final test metrics as mean ± sd (ddof=1) with n seeds. Diamonds on the "
+               f"{charts.TITLES[charts.FIGURE_METRICS[exp][1]]} row: {charts.TITLES[charts.FIGURE_TESTS[exp]]} "
+               "after each epoch the test split was scored at, mean ± sd (error bar); hover for n.")
     if (chart := charts.figure_chart(part, exp, log_x=log_x)) is not None:
         st.altair_chart(chart, width="content")
     for note in charts.progress_notes(part):
@@ -46,3 +55,12 @@ for exp, title in (("cnn", "Figure 1 reborn: CNN variants"), ("unet", "Figure 2 
         st.table(course)
     with st.expander(f"All {exp.upper()} test metrics, every seed"):
         st.dataframe(charts.test_table(part, exp), hide_index=True)
+
+st.subheader("What the numbers say")
+st.caption("Generated from these runs: Welch's t-test with Holm's correction over the pairs of each family, "
+           "Δ with its 95 % CI, sd with ddof=1. Every pair, each seed's value and how many seeds you would need "
+           "are on the Compare page (presets \"Course: …\").")
+folder = study.cached_runs_dir()
+lines = _reading(str(folder), study.folder_signature(folder), tables) or ["No finished runs to compare yet."]
+st.markdown("\n".join(f"- {line}" for line in lines))
+st.page_link("pages/compare.py", label="Compare variants: the details", icon=":material/compare_arrows:")

@@ -78,7 +78,8 @@ def test_home_opens_course_study_and_skips_a_broken_bundle(app_env, cached_with_
     at.button(key="home_open_btn").click().run()
     assert not at.exception, at.exception
     assert any("broken.zip" in w.value for w in at.warning)            # reported, named, skipped
-    assert [s.value for s in at.subheader] == ["Figure 1 reborn: CNN variants", "Figure 2 reborn: U-Net variants"]
+    assert [s.value for s in at.subheader] == ["Figure 1 reborn: CNN variants", "Figure 2 reborn: U-Net variants",
+                                               "What the numbers say"]
     for exp, series in (("cnn", {"BN + Adam", "Adam", "SGD"}),
                         ("unet", {"Normal", "Nearest Neighbor", "Using ELU", "Nearest and ELU"})):
         spec, data = chart(at, 0 if exp == "cnn" else 1)
@@ -387,3 +388,24 @@ def test_device_detection_reads_nvidia_smi_output():
     assert parse_nvidia_smi(text) == ["NVIDIA H200", "NVIDIA H200"]
     assert DeviceInfo("cuda", "NVIDIA H200", 2).label == "CUDA GPU: NVIDIA H200 (×2)"
     assert DeviceInfo("cpu", "AMD EPYC (2 cores)").label == "CPU: AMD EPYC (2 cores)"
+
+
+def test_home_reads_the_numbers_out(app_env, course_bundles, monkeypatch):
+    """The reading under "What the numbers say" comes from the bundles: 2 seeds each, so nothing is tested,
+    and it says so with n, Δ and the seeds a test would need; Figure 2 carries the test markers."""
+    monkeypatch.setenv("ADLAPP_CACHED_RUNS", str(course_bundles))
+    at = app().run()
+    at.button(key="home_open_btn").click().run()
+    assert not at.exception, at.exception
+    assert at.subheader[-1].value == "What the numbers say"
+    assert any("Compare page" in c.value for c in at.caption)
+    text = at.markdown[-1].value
+    bullets = [line[2:] for line in text.splitlines()]
+    assert bullets[0].startswith("**CNN, test accuracy after epoch 2** (n = 2 per variant): not tested")
+    assert sum(b.startswith("**U-Net, test pixel accuracy after epoch") for b in bullets) == 3   # 1, 2, 3
+    assert all("seeds per group" in b or "No seeds can be planned" in b for b in bullets[:4])
+    assert any(b.startswith("**Normal, 3 vs 1 epochs**") and "z = d/√2 = " in b for b in bullets)
+    assert any("ELU gives a lower test loss" in b for b in bullets)
+    _, data = chart(at, 1)
+    marks = data[data["kind"] == "test"]
+    assert sorted(set(marks["epoch"])) == [1, 2, 3] and set(marks["metric"]) == {"validation F1"}

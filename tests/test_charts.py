@@ -161,3 +161,28 @@ def test_curves_spec_is_the_chart_without_data_and_cached():
     before = charts._spec_json.cache_info().hits
     assert charts.curves_spec(later) == spec                     # new data, same spec: served from the cache
     assert charts._spec_json.cache_info().hits == before + 1
+
+
+def test_figure_2_marks_the_test_scores_at_every_evaluation_epoch():
+    names = ("unet/normal", "unet/nearest", "unet/elu", "unet/nearest-elu")
+    curves = {(v, s): [0.1 * e for e in range(1, 11)] for v in names for s in (0, 1, 2)}
+    t = tables(curves, metric="val_f1")
+    t = RunTables(t.runs, pd.concat([t.epochs, t.epochs.assign(name="train_loss")]), pd.DataFrame(
+        [(k, e, m, 0.5 + 0.01 * e + 0.001 * s) for (v, s), k in zip(curves, t.runs["key"]) for e in (2, 5, 10)
+         for m in ("f1", "pixel_acc", "loss")], columns=["key", "epoch", "name", "value"]))
+    spec = spec_of(charts.figure_chart(t, "unet"))
+    layers = spec["spec"]["layer"]
+    marked = [layer for layer in layers if layer.get("transform") == [{"filter": "(datum.kind === 'test')"}]]
+    assert [layer["mark"]["type"] for layer in marked] == ["rule", "point"]          # ± sd bar, diamond at mean
+    assert marked[0]["encoding"]["y"]["field"] == "sd_lo" and marked[0]["encoding"]["y2"]["field"] == "sd_hi"
+    assert all(layer["encoding"]["x"]["scale"]["type"] == "log" for layer in marked)
+    tips = {tip.get("title", tip["field"]) for tip in marked[1]["encoding"]["tooltip"]}
+    assert {"n seeds", "sd (ddof=1)", "test after epoch"} <= tips
+    data = pd.DataFrame(next(iter(spec["datasets"].values())))
+    marks = data[data["kind"] == "test"]
+    assert sorted(set(marks["epoch"])) == [2, 5, 10] and len(marks) == 4 * 3
+    assert set(marks["metric"]) == {"validation F1"} and (marks["n"] == 3).all()
+    one = marks[(marks["series"] == "Normal") & (marks["epoch"] == 5)].iloc[0]
+    assert one["mean"] == pytest.approx(0.551) and one["sd"] == pytest.approx(0.001)     # ddof=1 over 3 seeds
+    assert one["panel"].startswith("Normal\ntest after epoch 10 (n=3):\npixel accuracy")
+    assert "loss 0.551 ± 0.001" in one["test_note"]
