@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from adlapp import charts, study
+from adlapp.config import COURSE_NAMES
 from adlapp.jobs import LocalProcessBackend, default_concurrency
 from adlapp.store import ACTIVE, RunStore, RunTables
 
@@ -72,6 +73,28 @@ def chart_options(prefix: str) -> dict:
             "seeds": c3.checkbox("show every seed", value=False, key=f"{prefix}_show_seeds", **KEEP),
             "complete_only": c4.checkbox("only epochs all seeds reached", value=False, key=f"{prefix}_complete",
                                          **KEEP)}
+
+
+def variant_checkboxes(experiment: str) -> list[str]:
+    """One checkbox per registry variant of the experiment, all ticked by default; the ticked names."""
+    return [n for n in study.registry_names(experiment)
+            if st.checkbox(f"{COURSE_NAMES[n]} (`{n}`)", value=True, key=f"{experiment}_v_{n.split('/')[1]}",
+                           **KEEP)]
+
+
+def launch_or_load(choice: study.StudyChoice, extra=None) -> None:
+    """The shared tail of the CNN and U-Net pages: validate, show what exists, train what is missing, watch."""
+    requests, errors = study.make_requests(choice)
+    for e in errors:
+        st.error(e)
+    if errors:
+        st.stop()
+    cache = cached()
+    planned = make_plan(requests, cache)
+    show_plan(planned)
+    if train_button(choice.experiment, requests, planned):
+        planned = make_plan(requests, cache)
+    live_results(choice.experiment, choice.experiment, planned, cache, extra=extra)
 
 
 def show_plan(planned: pd.DataFrame) -> None:

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from adlapp import study
-from adlapp.config import ACTIVATIONS, COURSE_NAMES, OPTIMIZERS
+from adlapp.config import ACTIVATIONS, OPTIMIZERS
 from pages import _common as ui
 
 st.title("CNN: batch-norm and optimizers")
@@ -12,8 +12,7 @@ st.caption("The course CNN on 53 playing-card classes (Figure 1 of the report). 
 left, right = st.columns(2)
 with left:
     st.markdown("**Variants**")
-    names = [n for n in study.registry_names("cnn")
-             if st.checkbox(f"{COURSE_NAMES[n]} (`{n}`)", value=True, key=f"cnn_v_{n.split('/')[1]}", **ui.KEEP)]
+    names = ui.variant_checkboxes("cnn")
     with st.expander("Custom variant"):
         custom_on = st.checkbox("add a custom variant", key="cnn_custom_on", **ui.KEEP)
         custom = study.Toggles(batchnorm=st.toggle("batch-norm", key="cnn_custom_bn", **ui.KEEP),
@@ -36,15 +35,4 @@ choice = study.StudyChoice(
     "cnn", variants=tuple(names), custom=(custom,) if custom_on else (),
     common=study.Toggles(lr=lr, activation=activation), seeds=seeds_text, epochs=int(epochs),
     dataset=dataset, train_per_class=int(per_class), batch_size=int(batch))
-requests, errors = study.make_requests(choice)
-for e in errors:
-    st.error(e)
-if errors:
-    st.stop()
-
-cache = ui.cached()
-planned = ui.make_plan(requests, cache)
-ui.show_plan(planned)
-if ui.train_button("cnn", requests, planned):
-    planned = ui.make_plan(requests, cache)
-ui.live_results("cnn", "cnn", planned, cache)
+ui.launch_or_load(choice)

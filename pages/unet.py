@@ -2,7 +2,7 @@
 import streamlit as st
 
 from adlapp import charts, study
-from adlapp.config import ACTIVATIONS, COURSE_NAMES, UPSAMPLINGS
+from adlapp.config import ACTIVATIONS, UPSAMPLINGS
 from pages import _common as ui
 
 st.title("U-Net: upsampling and activation")
@@ -12,8 +12,7 @@ st.caption("Binary segmentation of thin vessels (Figure 2 of the report). The bu
 left, right = st.columns(2)
 with left:
     st.markdown("**Variants**")
-    names = [n for n in study.registry_names("unet")
-             if st.checkbox(f"{COURSE_NAMES[n]} (`{n}`)", value=True, key=f"unet_v_{n.split('/')[1]}", **ui.KEEP)]
+    names = ui.variant_checkboxes("unet")
     with st.expander("Custom variant"):
         custom_on = st.checkbox("add a custom variant", key="unet_custom_on", **ui.KEEP)
         custom = study.Toggles(upsampling=st.selectbox("upsampling", UPSAMPLINGS, key="unet_custom_up",
@@ -37,17 +36,6 @@ choice = study.StudyChoice(
     "unet", variants=tuple(names), custom=(custom,) if custom_on else (),
     common=study.Toggles(batchnorm=batchnorm), seeds=seeds_text, budgets=budgets, dataset=dataset,
     n_train=int(n_train), image_size=int(size), batch_size=int(batch))
-requests, errors = study.make_requests(choice)
-for e in errors:
-    st.error(e)
-if errors:
-    st.stop()
-
-cache = ui.cached()
-planned = ui.make_plan(requests, cache)
-ui.show_plan(planned)
-if ui.train_button("unet", requests, planned):
-    planned = ui.make_plan(requests, cache)
 
 
 def course_table(tables) -> None:
@@ -57,4 +45,4 @@ def course_table(tables) -> None:
         st.table(table)
 
 
-ui.live_results("unet", "unet", planned, cache, extra=course_table)
+ui.launch_or_load(choice, extra=course_table)
