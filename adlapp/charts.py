@@ -249,11 +249,13 @@ def _layers(frame: pd.DataFrame, sel: alt.Parameter, x: alt.X, color: alt.Color,
 
 def _x(log_x: bool) -> alt.X:
     scale = alt.Scale(type="log", nice=False) if log_x else alt.Scale(type="linear", zero=False, nice=False)
-    return alt.X("epoch:Q", title="epoch" + (" (log scale)" if log_x else ""), scale=scale)
+    # Epochs are whole numbers: a short log axis would otherwise be labelled 1, 1.2, 1.4, ...
+    axis = alt.Axis(labelExpr="datum.value % 1 ? '' : datum.label")
+    return alt.X("epoch:Q", title="epoch" + (" (log scale)" if log_x else ""), scale=scale, axis=axis)
 
 
 def curves_chart(frame: pd.DataFrame, log_x: bool = True, band: str = "minmax", seeds: bool = False,
-                 columns: int = 3, width: int = 250, height: int = 200) -> alt.FacetChart | None:
+                 columns: int = 3, width: int = 210, height: int = 200) -> alt.FacetChart | None:
     """One panel per metric, one colour per series: mean line over seeds plus a band.
 
     `frame` comes from `curve_frame`. band: "minmax" (range of the seeds), "sd" (mean ± 1 sd, ddof=1) or
@@ -273,7 +275,8 @@ def _curves(frame: pd.DataFrame, domain: tuple[str, ...], rng: tuple[str, ...], 
     sel = alt.selection_point(fields=["series"], bind="legend", name="pick")
     color = alt.Color("series:N", title="variant (click to highlight)",
                       scale=alt.Scale(domain=list(domain), range=list(rng)),
-                      legend=alt.Legend(labelLimit=400, titleLimit=400, symbolStrokeWidth=3, symbolOpacity=1))
+                      legend=alt.Legend(labelLimit=400, titleLimit=400, symbolStrokeWidth=3, symbolOpacity=1,
+                                        orient="bottom"))      # below the panels: three fit a laptop-wide page
     layered = alt.layer(*_layers(frame, sel, _x(log_x), color, band, seeds), data=frame).add_params(sel)
     return (layered.properties(width=width, height=height)
             .facet(facet=alt.Facet("metric:N", sort=list(metrics), title=None, header=_facet_header()),
@@ -282,7 +285,7 @@ def _curves(frame: pd.DataFrame, domain: tuple[str, ...], rng: tuple[str, ...], 
 
 
 def curves_spec(frame: pd.DataFrame, log_x: bool = True, band: str = "minmax", seeds: bool = False,
-                columns: int = 3, width: int = 250, height: int = 200) -> dict | None:
+                columns: int = 3, width: int = 210, height: int = 200) -> dict | None:
     """`curves_chart` as a Vega-Lite dict *without data*, for `st.vega_lite_chart(frame, spec)`.
 
     Building an Altair chart and serialising it costs ~60 ms, which a live view would pay every second; the

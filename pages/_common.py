@@ -31,7 +31,7 @@ def _use_navigation() -> None:
 
 _use_navigation()     # runs once per process, on the first import from a page
 
-KEEP = {"persist_state": "session"}   # a page's choices survive switching to another page and back
+KEEP = {"persist_state": "session", "bind": "query-params"}   # choices survive page switches and a browser reload (kept in the URL)
 POLL_S = 1.0          # live view refresh: one cheap incremental query per tick, so ≤ ~1-2 s behind
 BANDS = {"min/max over seeds": "minmax", "mean ± 1 sd (ddof=1)": "sd", "no band": "none"}
 WHERE = {"store": "finished (store)", "cached": "finished (cached_runs/)", "training": "training / queued",

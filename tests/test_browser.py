@@ -1,14 +1,21 @@
 """The app in a real browser: `streamlit run app.py` + Debian's chromium driven by Playwright (no browser download).
 
-One scenario over the small real bundles of conftest's `course_bundles`: open Home, click "Open the course
-study", wait for the Vega-Lite charts to be drawn, check headings and the course table, then switch pages via
-the sidebar nav (Compare: charts; Runs: table page) and check each renders without a Streamlit exception.
-Timings go to stdout and .ci/artifacts/browser_timings.json, screenshots to .ci/artifacts/ (git-ignored).
-Skips, with the reason, where chromium or playwright is missing (CI installs both, see .ci/run).
+Each test gets a fresh server with its own empty store (trainer processes the app started are stopped at
+teardown) and the small real bundles of conftest's `course_bundles` as cached_runs/.
+1. The course study: open Home, click "Open the course study", wait for the Vega-Lite charts to be drawn,
+   check headings and the course table, then switch pages via the sidebar nav (Compare: charts; Runs: table
+   page) and check each renders without a Streamlit exception.
+2. Training from the UI: open /cnn first (a page URL on a fresh server must still get app.py's navigation),
+   choose 4 tiny runs through the widgets, train, watch the live progress and chart, reload mid-run (nothing
+   may be lost: the runs train on in their own processes), wait for the end, check the plan and Runs pages.
+Timings go to stdout and .ci/artifacts/browser_timings.json (merged: each test writes its own keys),
+screenshots to .ci/artifacts/ (git-ignored). Skips, with the reason, where chromium or playwright is missing
+(CI installs both, see .ci/run).
 """
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -92,6 +99,40 @@ def server(tmp_path, course_bundles):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+        _stop_workers(tmp_path / "store")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+def _stop_workers(store_dir: Path, grace_s: float = 15.0) -> None:
+    """SIGTERM the trainer processes the app started for this store (start_new_session: the server's process
+    group does not include them; the store's workers table names them), SIGKILL what outlives the grace."""
+    if not (store_dir / "runs.sqlite").exists():
+        return
+    from adlapp.store import RunStore
+
+    pids = RunStore(store_dir).live_workers()
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGTERM)        # a worker leads its own session: its children go too
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace_s
+    while pids and time.monotonic() < deadline:
+        time.sleep(0.2)
+        pids = [pid for pid in pids if _alive(pid)]
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _settle(page) -> None:
@@ -134,6 +175,17 @@ def _warn_overflow(timings: dict, name: str, page) -> None:
     if any(px > 2 for px in over):
         warnings.warn(f"{name}: chart(s) wider than the main column by {over} px at "
                       f"{page.viewport_size['width']} px viewport (panels/legend need a sideways scroll)")
+
+
+def _save_timings(timings: dict) -> None:
+    """Merge into browser_timings.json: each test owns its keys, the other test's keys stay."""
+    path = ARTIFACTS / "browser_timings.json"
+    try:
+        merged = json.loads(path.read_text())
+    except (OSError, ValueError):
+        merged = {}
+    merged.update(timings)
+    path.write_text(json.dumps(merged, indent=2) + "\n")
 
 
 def _renderer(page) -> str:
@@ -221,5 +273,239 @@ def test_course_study_in_a_real_browser(browser_tools, server):
         finally:
             browser.close()
     timings["server_start_to_end_s"] = round(time.perf_counter() - t0, 2)
-    (ARTIFACTS / "browser_timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+    _save_timings(timings)
     print("\nbrowser timings:", json.dumps(timings, indent=2))
+
+
+# -- train from the UI, watch it live, reload mid-run -------------------------------------------------------
+LIVE_RUNS = [(v, s) for v in ("cnn/bn-adam", "cnn/adam") for s in (0, 1)]   # SGD unticked, seeds "2"
+LIVE_EPOCHS = 10            # ~0.3-0.6 s an epoch on 1 card per class: ≥ 10 s of training, room for a reload
+LIVE_DEADLINE_S = 120
+CNN_HEADING = "CNN: batch-norm and optimizers"
+PROGRESS = re.compile(r"(\S+) seed (\d+): (\w+), epoch (\d+) of (\d+)")
+RELOAD_FORGETS = ("a reload resets the CNN page to its default study: its widgets keep their values only in "
+                  "the Streamlit session (persist_state), which a reload replaces; the runs trained on")
+
+
+def _progress(page) -> dict[tuple[str, int], tuple[str, int]]:
+    """The live view's progress bars: (variant, seed) -> (status, epoch shown)."""
+    texts = page.locator('[data-testid="stProgress"]').all_inner_texts()
+    return {(m[1], int(m[2])): (m[3], int(m[4])) for t in texts if (m := PROGRESS.search(t))}
+
+
+def _summary(page) -> str:
+    """The plan's one-line caption: 'N run(s): a finished in the store, b in cached_runs/, ...'."""
+    return page.get_by_text(re.compile(r"^\d+ run\(s\): ")).first.inner_text()
+
+
+def _widget(page, test_id: str, label: str):
+    return page.get_by_test_id(test_id).filter(has=page.get_by_text(label, exact=True))
+
+
+def _set_input(page, test_id: str, label: str, value: str) -> None:
+    box = _widget(page, test_id, label).locator("input")
+    box.fill(value)
+    box.press("Enter")              # Streamlit takes a text/number input's value on Enter (or blur)
+    _settle(page)
+
+
+def _choose_tiny_study(page) -> None:
+    """Through the real widgets: SGD unticked, 2 seeds, LIVE_EPOCHS epochs, 1 training card per class."""
+    _widget(page, "stCheckbox", "SGD (cnn/sgd)").click()
+    _settle(page)
+    _set_input(page, "stTextInput", "seeds: a count (3) or a list (0,1,2)", "2")
+    _set_input(page, "stNumberInput", "epochs", str(LIVE_EPOCHS))
+    page.get_by_text("Advanced: training-set size and batch size").click()
+    _set_input(page, "stNumberInput", "cards: training images per class", "1")
+
+
+def _grid(page, index: int = 0) -> list[dict]:
+    """The rows of the index-th st.dataframe, read from the accessibility table its canvas grid keeps in the
+    DOM (visible rows and columns only; filled a moment after the canvas is drawn)."""
+    sel = f'[data-testid="stDataFrame"] >> nth={index}'
+    page.locator(sel).locator("tbody tr").first.wait_for(state="attached")
+    head, *rows = page.locator(sel).evaluate(
+        "g => { const t = g.querySelector('table'); return [[...t.querySelectorAll('thead th')].map(e => "
+        "e.textContent), ...[...t.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('td')].map("
+        "e => e.textContent))]; }")
+    return [dict(zip(head, r)) for r in rows]
+
+
+def _wait_grid(page, index: int, ok, what: str, timeout_s: float = 10.0) -> list[dict]:
+    """_grid's rows once ok(rows) holds: the accessibility table can trail the canvas by a moment."""
+    deadline = time.monotonic() + timeout_s
+    while not ok(rows := _grid(page, index)):
+        assert time.monotonic() < deadline, f"{what}: {rows}"
+        page.wait_for_timeout(250)
+    return rows
+
+
+class _Watch:
+    """Samples the page's progress bars and the store side by side: when each epoch first showed up in the
+    store and on the page, and by how many epochs the page trailed the store."""
+
+    def __init__(self, page, store, keys: dict) -> None:
+        self.page, self.store, self.keys = page, store, keys
+        self.seen_store: dict = {}      # (run, epoch) -> first time the store had it
+        self.seen_page: dict = {}       # (run, epoch) -> first time the page showed it
+        self.max_epoch_lag = 0
+        self.blind: list[tuple[float, float]] = []     # page reloading: epochs stored then are not lag
+
+    def sample(self) -> dict:
+        shown = _progress(self.page)                    # the page first: the store can only be further on
+        now = time.perf_counter()
+        runs = self.store.runs(keys=list(self.keys.values()))
+        in_store = {(r["variant"], int(r["seed"])): (r["status"], int(r["last_epoch"] or 0))
+                    for r in runs.to_dict("records")}
+        for run, (_, e) in in_store.items():
+            for k in range(1, e + 1):
+                self.seen_store.setdefault((run, k), now)
+        for run, (_, e) in shown.items():
+            for k in range(1, e + 1):
+                self.seen_page.setdefault((run, k), now)
+            self.max_epoch_lag = max(self.max_epoch_lag, in_store[run][1] - e)
+        self.in_store = in_store
+        return shown
+
+    def max_lag_s(self) -> float | None:
+        """Seconds from an epoch's first sighting in the store to its first sighting on the page (sampled
+        every ~0.3 s), over the epochs the page could show: neither while reloading nor after the run ended."""
+        lags = [self.seen_page[k] - self.seen_store[k] for k in self.seen_page if k in self.seen_store
+                and not any(a <= self.seen_store[k] <= b for a, b in self.blind)]
+        return round(max(lags), 2) if lags else None
+
+
+def test_train_from_the_ui_watch_live_reload_mid_run(browser_tools, server):
+    """Open /cnn first on a fresh server, choose a tiny study through the widgets, train it, watch the live
+    view, reload mid-run (the runs train on in their own OS processes: nothing may be lost), wait for the
+    end, then check the Runs page. The server fixture stops the trainer processes the app started."""
+    from adlapp.store import RunStore
+
+    chromium, sync_playwright = browser_tools
+    url, health_s, t0, log_path = server
+    store_dir = log_path.parent / "store"          # the fixture's ADLAPP_STORE
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "browser_live_failure.png").unlink(missing_ok=True)
+    timings: dict = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+
+            # a page URL first on a fresh server: it must still run through app.py (sidebar nav present)
+            t_open = time.perf_counter()
+            page.goto(url + "/cnn")
+            page.get_by_role("heading", name=CNN_HEADING).wait_for()
+            nav = page.get_by_test_id("stSidebarNav")
+            nav.wait_for()
+            for link in ("Home", "CNN", "U-Net", "Compare", "Runs"):
+                assert nav.get_by_role("link", name=link, exact=True).count() == 1, link
+            _settle(page)
+            _no_exception(page, "CNN on first visit")
+            timings["live_open_cnn_s"] = round(time.perf_counter() - t_open, 2)
+
+            _choose_tiny_study(page)
+            _no_exception(page, "CNN after choosing the study")
+            assert _summary(page).startswith("4 run(s): 0 finished in the store, 0 in cached_runs/, "
+                                             "0 training or queued, 4 to train"), _summary(page)
+
+            # train; progress at once, a live chart once the first epoch is in the store
+            t_click = time.perf_counter()
+            page.get_by_role("button", name="Train missing runs (4)").click()
+            page.get_by_text("Queued 4 run(s)").wait_for()
+            page.get_by_test_id("stProgress").first.wait_for()
+            timings["live_click_to_progress_s"] = round(time.perf_counter() - t_click, 2)
+            page.locator(CHART).first.wait_for(state="visible", timeout=60_000)
+            timings["live_click_to_first_chart_s"] = round(time.perf_counter() - t_click, 2)
+            store = RunStore(store_dir)
+            keys = {(r["variant"], int(r["seed"])): r["key"] for r in store.runs().to_dict("records")}
+            assert sorted(keys) == sorted(LIVE_RUNS), keys
+            watch = _Watch(page, store, keys)
+
+            deadline = time.monotonic() + LIVE_DEADLINE_S
+            before = watch.sample()
+            while not any(k >= 1 for _, k in before.values()):
+                assert time.monotonic() < deadline, f"no epoch shown: {before}"
+                page.wait_for_timeout(200)
+                before = watch.sample()
+            assert set(before) == set(LIVE_RUNS), before          # every active run has its bar
+            assert any(st == "running" for st, _ in before.values()), before
+            _no_exception(page, "CNN while training")
+            print(f"\nbefore the reload: {before}")
+
+            # reload mid-run: a new Streamlit session; the runs keep training in their own processes
+            t_reload = time.perf_counter()
+            page.reload()
+            page.get_by_role("heading", name=CNN_HEADING).wait_for()
+            _settle(page)
+            kept_choice = _summary(page).startswith("4 run(s):")
+            timings["live_reload_keeps_choice"] = kept_choice
+            if not kept_choice:      # the app forgot the study: choose it again, as its user would have to
+                warnings.warn(f"{RELOAD_FORGETS}; the page showed {_summary(page)!r}")
+                _choose_tiny_study(page)
+            page.get_by_test_id("stProgress").first.wait_for()
+            page.locator(CHART).first.wait_for(state="visible")
+            timings["live_reload_to_chart_s"] = round(time.perf_counter() - t_reload, 2)
+            _no_exception(page, "CNN after the reload")
+            after = watch.sample()
+            _screenshot(page, "browser_live_training.png")          # mid-run: progress bars and live chart
+            watch.blind.append((t_reload, time.perf_counter()))
+            print(f"after the reload:  {after}")
+            assert re.match(r"4 run\(s\): \d finished in the store, 0 in cached_runs/, \d training or queued, "
+                            r"0 to train", _summary(page)), _summary(page)
+            assert after, "nothing training any more right after the reload: make LIVE_EPOCHS larger"
+            for run, (_, k) in before.items():          # nothing lost: each run is as far or further on
+                if run in after:
+                    assert after[run][1] >= k, (run, before, after)
+                else:
+                    assert watch.in_store[run][0] == "done", (run, before, after, watch.in_store)
+            page.get_by_role("button", name="Train missing runs: none missing").wait_for()   # no re-queueing
+            _wait_grid(page, 0, lambda rows: len(rows) == 4 and {r["where"] for r in rows} <= {
+                "training / queued", "finished (store)"}, "after the reload the plan should see the runs")
+
+            # the end: every bar gone, the store done, the page re-planned once by itself
+            while watch.sample() or any(st != "done" for st, _ in watch.in_store.values()):
+                assert time.monotonic() < deadline, f"not finished after {LIVE_DEADLINE_S} s: {watch.in_store}"
+                page.wait_for_timeout(250)
+            page.get_by_text(re.compile(r"^4 run\(s\): 4 finished in the store")).wait_for()
+            timings["live_click_to_all_finished_s"] = round(time.perf_counter() - t_click, 2)
+            timings["live_max_epoch_lag"] = watch.max_epoch_lag
+            timings["live_max_lag_s"] = watch.max_lag_s()
+            assert len(store.runs()) == 4 and set(store.runs()["last_epoch"]) == {LIVE_EPOCHS}
+            _settle(page)
+            assert page.locator(CHART).count() >= 1
+            _no_exception(page, "CNN after training")
+            t_grid = time.perf_counter()
+            _wait_grid(page, 0, lambda rows: sorted((r["variant"], int(r["seed"])) for r in rows) == sorted(
+                LIVE_RUNS) and {(r["where"], r["status"]) for r in rows} == {("finished (store)", "done")},
+                "the plan table should list the 4 runs as finished (store), done")
+            timings["live_plan_grid_catch_up_s"] = round(time.perf_counter() - t_grid, 2)
+            _warn_overflow(timings, "live_cnn_chart_overflow_px", page)
+            _screenshot(page, "browser_live_finished.png")
+
+            # Runs: the four runs, done
+            t_nav = time.perf_counter()
+            nav.get_by_role("link", name="Runs").click()
+            page.wait_for_url("**/runs")
+            page.get_by_role("button", name="Export 4 finished run(s) as a bundle").wait_for()
+            _settle(page)
+            _no_exception(page, "Runs after training")
+            done = ("done", str(LIVE_EPOCHS), str(LIVE_EPOCHS))
+            _wait_grid(page, 0, lambda rows: sorted((r["variant"], int(r["seed"])) for r in rows) == sorted(
+                LIVE_RUNS) and {(r["status"], r["epoch"], r["epochs"]) for r in rows} == {done},
+                "the Runs table should list the 4 runs as done")
+            page.get_by_text("trainer processes alive:").first.wait_for()
+            timings["live_nav_to_runs_s"] = round(time.perf_counter() - t_nav, 2)
+        except Exception:
+            try:
+                _screenshot(page, "browser_live_failure.png")
+            except Exception:
+                pass
+            print("--- streamlit log tail ---\n" + log_path.read_text()[-3000:])
+            raise
+        finally:
+            browser.close()
+    _save_timings(timings)
+    print("\nlive timings:", json.dumps(timings, indent=2))
+    assert kept_choice, RELOAD_FORGETS
