@@ -7,6 +7,11 @@ a warm-up and not counted) and the ratio to the first row. Use it for sizing, no
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a plain script from anywhere
+
 import argparse
 import statistics
 from dataclasses import replace
