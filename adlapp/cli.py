@@ -213,14 +213,14 @@ def _records(store: RunStore, experiment: str | None, status: str | None) -> lis
     runs = tables.runs if status is None else tables.runs[tables.runs["status"] == status]
     last = (tables.epochs.sort_values("epoch").groupby(["key", "name"]).tail(1)
             if len(tables.epochs) else tables.epochs)
-    n_epochs = tables.epochs.groupby("key")["epoch"].nunique() if len(tables.epochs) else {}
+    n_epochs = tables.epochs.groupby("key")["epoch"].nunique().to_dict() if len(tables.epochs) else {}
     out = []
     for r in runs.to_dict("records"):
         mine = last[last["key"] == r["key"]]
         tests = tables.tests[tables.tests["key"] == r["key"]]
         out.append({
             "id": r["key"], "experiment": r["experiment"], "variant": r["variant"], "seed": int(r["seed"]),
-            "epochs": int(r["epochs"]), "epochs_recorded": int(n_epochs.get(r["key"], 0)) if len(n_epochs) else 0,
+            "epochs": int(r["epochs"]), "epochs_recorded": int(n_epochs.get(r["key"], 0)),
             "status": r["status"], "device": r["device"], "error": r["error"],
             "config": json.loads(r["config"]),
             "final": {n: _num(v) for n, v in zip(mine["name"], mine["value"])},

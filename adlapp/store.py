@@ -104,7 +104,6 @@ class RunTables:
         if not parts:
             return RunTables.empty()
         runs = pd.concat([p.runs for p in parts], ignore_index=True).drop_duplicates("key")
-        keep = set(runs["key"])
         seen: set[str] = set()
         epochs, tests = [], []
         for p in parts:
@@ -114,7 +113,7 @@ class RunTables:
             seen |= mine
         return RunTables(runs.reset_index(drop=True),
                          pd.concat(epochs, ignore_index=True) if epochs else RunTables.empty().epochs,
-                         pd.concat(tests, ignore_index=True) if tests else RunTables.empty().tests).select(keep)
+                         pd.concat(tests, ignore_index=True) if tests else RunTables.empty().tests)
 
     def select(self, keys: set[str] | list[str]) -> "RunTables":
         keys = set(keys)

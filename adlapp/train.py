@@ -172,7 +172,6 @@ def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | N
         tmp.replace(ckpt_path)                            # atomic: a crash never leaves half a checkpoint
 
     test_epochs = set(cfg.test_epochs)
-    prefix = "val_"
     model.train()
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -199,7 +198,7 @@ def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | N
                 on_epoch(EpochReport(epoch, cfg.epochs, metrics))
             break
         val = evaluate(model, cfg, vx, vy)
-        metrics = {"train_loss": loss_sum / seen, **{prefix + k: v for k, v in val.items()}}
+        metrics = {"train_loss": loss_sum / seen, **{"val_" + k: v for k, v in val.items()}}
         tests = None
         if epoch in test_epochs:
             tests = evaluate(model, cfg, ex, ey)

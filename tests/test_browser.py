@@ -177,6 +177,15 @@ def _warn_overflow(timings: dict, name: str, page) -> None:
                       f"{page.viewport_size['width']} px viewport (panels/legend need a sideways scroll)")
 
 
+def _report_failure(page, shot: str, log_path: Path) -> None:
+    """Leave what is needed to debug a failed browser run: a screenshot and the server log's tail."""
+    try:
+        _screenshot(page, shot)
+    except Exception:      # the page itself may be gone; the log still helps
+        pass
+    print("--- streamlit log tail ---\n" + log_path.read_text()[-3000:])
+
+
 def _save_timings(timings: dict) -> None:
     """Merge into browser_timings.json: each test owns its keys, the other test's keys stay."""
     path = ARTIFACTS / "browser_timings.json"
@@ -264,11 +273,7 @@ def test_course_study_in_a_real_browser(browser_tools, server):
             timings["browser_console_errors"] = console_errors[:20]
             timings["browser_failed_requests"] = failed_requests[:20]
         except Exception:
-            try:
-                _screenshot(page, "browser_failure.png")
-            except Exception:
-                pass
-            print("--- streamlit log tail ---\n" + log_path.read_text()[-3000:])
+            _report_failure(page, "browser_failure.png", log_path)
             raise
         finally:
             browser.close()
@@ -498,11 +503,7 @@ def test_train_from_the_ui_watch_live_reload_mid_run(browser_tools, server):
             page.get_by_text("trainer processes alive:").first.wait_for()
             timings["live_nav_to_runs_s"] = round(time.perf_counter() - t_nav, 2)
         except Exception:
-            try:
-                _screenshot(page, "browser_live_failure.png")
-            except Exception:
-                pass
-            print("--- streamlit log tail ---\n" + log_path.read_text()[-3000:])
+            _report_failure(page, "browser_live_failure.png", log_path)
             raise
         finally:
             browser.close()
