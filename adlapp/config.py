@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable, Literal
 
 __all__ = [
     "CODE_VERSION", "ACTIVATIONS", "UPSAMPLINGS", "OPTIMIZERS", "EXPERIMENTS", "ConfigError",
     "ModelConfig", "OptimConfig", "DataConfig", "RunConfig", "VARIANTS", "variant", "variant_label",
-    "run_key", "config_to_dict", "config_from_dict", "base_config",
+    "run_key", "config_to_dict", "config_from_dict", "base_config", "LIMITS", "MAX_SEEDS", "MAX_SEED",
+    "is_run_key", "check_run_key",
 ]
 
 CODE_VERSION = "adlapp-1"
@@ -30,6 +34,37 @@ OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field."""
+
+
+# Upper bounds on every size a user can type (app, CLI, bundles). They sit far above any course-sized
+# study, and far below what would exhaust memory or overflow SQLite's 64-bit integers: a typo such as
+# 100000000 epochs is refused with a message instead of freezing the machine.
+LIMITS: dict[str, int] = {
+    "epochs": 100_000,
+    "batch_size": 65_536,
+    "train_per_class": 5_000,         # cards: 53 x 5,000 images of 3x28x28 floats is ~0.8 GB
+    "n_train": 20_000,                # vessels
+    "image_size": 512,
+    "depth": 5,
+    "base_width": 256,
+    "threads": 256,
+}
+MAX_SEEDS = 100                       # seeds in one request
+MAX_SEED = 2 ** 31 - 1                # seed values: what every RNG and SQLite store exactly
+
+_RUN_KEY = re.compile(r"[0-9a-f]{16}")
+
+
+def is_run_key(key: object) -> bool:
+    """True for exactly what `run_key` produces: 16 lowercase hex digits. Anything else read from a store
+    or a bundle is refused before it can become part of a filesystem path."""
+    return isinstance(key, str) and _RUN_KEY.fullmatch(key) is not None
+
+
+def check_run_key(key: object) -> str:
+    if not is_run_key(key):
+        raise ConfigError(f"run key {str(key)[:40]!r}: not a run key (16 lowercase hex digits)")
+    return key  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -67,7 +102,6 @@ class RunConfig:
     epochs: int = 200
     batch_size: int = 64
     eval_at: tuple[int, ...] = ()     # extra test evaluations inside the run (the last epoch is always one)
-    checkpoint_every: int = 0         # 0: only checkpoint when asked to stop
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -78,41 +112,52 @@ class RunConfig:
         return tuple(sorted({e for e in self.eval_at if 0 < e < self.epochs} | {self.epochs}))
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _validate(cfg: RunConfig) -> None:
     def bad(name: str, value: Any, why: str) -> ConfigError:
         return ConfigError(f"{name}={value!r}: {why}")
 
+    def whole(name: str, value: Any, low: int, high: int) -> None:
+        if not _is_int(value) or not low <= value <= high:
+            raise bad(name, value, f"must be a whole number from {low} to {high:,}")
+
     if cfg.experiment not in EXPERIMENTS:
         raise bad("experiment", cfg.experiment, f"must be one of {', '.join(EXPERIMENTS)}")
-    if not isinstance(cfg.epochs, int) or cfg.epochs < 1:
-        raise bad("epochs", cfg.epochs, "must be a whole number >= 1")
-    if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
-        raise bad("batch_size", cfg.batch_size, "must be a whole number >= 1")
-    if any((not isinstance(e, int)) or e < 1 for e in cfg.eval_at):
+    whole("epochs", cfg.epochs, 1, LIMITS["epochs"])
+    whole("batch_size", cfg.batch_size, 1, LIMITS["batch_size"])
+    if not isinstance(cfg.eval_at, tuple) or any(not _is_int(e) or e < 1 for e in cfg.eval_at):
         raise bad("eval_at", cfg.eval_at, "must be whole epoch numbers >= 1")
-    if cfg.checkpoint_every < 0:
-        raise bad("checkpoint_every", cfg.checkpoint_every, "must be >= 0")
     m, o, d = cfg.model, cfg.optim, cfg.data
+    if not isinstance(m.batchnorm, bool):
+        raise bad("batchnorm", m.batchnorm, "must be true or false")
     if m.activation not in ACTIVATIONS:
         raise bad("activation", m.activation, f"must be one of {', '.join(ACTIVATIONS)}")
     if m.upsampling not in UPSAMPLINGS:
         raise bad("upsampling", m.upsampling, f"must be one of {', '.join(UPSAMPLINGS)}")
-    if m.depth < 1 or m.depth > 5:
-        raise bad("depth", m.depth, "must be between 1 and 5")
-    if m.base_width < 1:
-        raise bad("base_width", m.base_width, "must be >= 1")
+    whole("depth", m.depth, 1, LIMITS["depth"])
+    whole("base_width", m.base_width, 1, LIMITS["base_width"])
     if o.name not in OPTIMIZERS:
         raise bad("optimizer", o.name, f"must be one of {', '.join(OPTIMIZERS)}")
-    if not (o.lr > 0) or o.lr != o.lr or o.lr == float("inf"):
+    # Every float is checked finite: a NaN would pass `x < 0`, be stored, and break strict JSON later.
+    if not _is_finite(o.lr) or o.lr <= 0:
         raise bad("lr", o.lr, "must be a positive finite number")
-    if not (0 <= o.momentum < 1):
-        raise bad("momentum", o.momentum, "must be in [0, 1)")
-    if o.weight_decay < 0:
-        raise bad("weight_decay", o.weight_decay, "must be >= 0")
-    if not d.name:
+    if not _is_finite(o.momentum) or not 0 <= o.momentum < 1:
+        raise bad("momentum", o.momentum, "must be a finite number in [0, 1)")
+    if not _is_finite(o.weight_decay) or o.weight_decay < 0:
+        raise bad("weight_decay", o.weight_decay, "must be a finite number >= 0")
+    if not isinstance(d.name, str) or not d.name.strip():
         raise bad("dataset", d.name, "must name a built-in data set (cards, vessels) or a folder")
-    if d.train_per_class < 1 or d.n_train < 1:
-        raise bad("train size", (d.train_per_class, d.n_train), "must be >= 1")
+    whole("train_per_class", d.train_per_class, 1, LIMITS["train_per_class"])
+    whole("n_train", d.n_train, 1, LIMITS["n_train"])
+    whole("image_size", d.image_size, 1, LIMITS["image_size"])
+    whole("data seed", d.seed, 0, MAX_SEED)
     if cfg.experiment == "unet" and (d.image_size < 2 ** m.depth or d.image_size % (2 ** m.depth)):
         raise bad("image_size", d.image_size, f"must be a multiple of 2**depth = {2 ** m.depth}")
 
@@ -205,7 +250,15 @@ def config_from_dict(d: dict[str, Any]) -> RunConfig:
             raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(sorted(extra))}")
         return cls(**values)
 
+    if not isinstance(d, dict):
+        raise ConfigError(f"config: expected a JSON object, got {type(d).__name__}")
     d = dict(d)
+    d.pop("checkpoint_every", None)   # stored by adlapp-1 configs; now a run option, not part of the config
+    for part in ("model", "optim", "data"):
+        if not isinstance(d.get(part, {}), dict):
+            raise ConfigError(f"config.{part}: expected a JSON object")
+    if not isinstance(d.get("eval_at", []), (list, tuple)):
+        raise ConfigError("config.eval_at: expected a list of epochs")
     d["model"] = build(ModelConfig, d.get("model", {}))
     d["optim"] = build(OptimConfig, d.get("optim", {}))
     d["data"] = build(DataConfig, d.get("data", {}))
@@ -213,11 +266,17 @@ def config_from_dict(d: dict[str, Any]) -> RunConfig:
     return build(RunConfig, d)
 
 
-def canonical_json(cfg: RunConfig) -> str:
-    return json.dumps(config_to_dict(cfg), sort_keys=True, separators=(",", ":"))
-
-
 def run_key(cfg: RunConfig, seed: int) -> str:
-    """Stable identity of (config, seed, code version): the same request maps to the same finished run."""
-    payload = f"{canonical_json(cfg)}|seed={int(seed)}|{CODE_VERSION}"
+    """Stable identity of (config, seed, code version): the same request maps to the same finished run.
+
+    How often a run checkpoints does not change its numbers, so it is not part of the config; the hash
+    still carries `"checkpoint_every": 0`, the value every config held while it was, so that the keys of
+    runs made then (cached_runs/ among them) stay what they were.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed={seed!r}: must be a whole number from 0 to {MAX_SEED:,}")
+    seed = int(seed)
+    d = config_to_dict(cfg)
+    d["checkpoint_every"] = 0
+    payload = f"{json.dumps(d, sort_keys=True, separators=(',', ':'))}|seed={seed}|{CODE_VERSION}"
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

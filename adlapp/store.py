@@ -27,7 +27,8 @@ import pandas as pd
 
 from adlapp.config import RunConfig, config_from_dict, config_to_dict, run_key, variant_label
 
-__all__ = ["RunStore", "RunTables", "STATUSES", "FINISHED", "ACTIVE", "default_store_dir", "StoreError"]
+__all__ = ["RunStore", "RunTables", "STATUSES", "FINISHED", "ACTIVE", "RUN_COLUMNS", "OPTIONAL_RUN_COLUMNS",
+           "default_store_dir", "StoreError"]
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "diverged", "interrupted")
 FINISHED = ("done", "diverged")              # a finished run is a result; it is never retrained
@@ -48,7 +49,8 @@ CREATE TABLE IF NOT EXISTS runs (
     host TEXT, pid INTEGER,
     created REAL NOT NULL, started REAL, finished REAL, heartbeat REAL,
     error TEXT, diverged_epoch INTEGER,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    threads INTEGER, notes TEXT
 );
 CREATE TABLE IF NOT EXISTS epoch_metrics (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -68,7 +70,11 @@ CREATE INDEX IF NOT EXISTS epoch_metrics_key ON epoch_metrics (key, epoch);
 
 RUN_COLUMNS = ["key", "experiment", "variant", "seed", "epochs", "status", "last_epoch", "device", "source",
                "created", "started", "finished", "heartbeat", "pid", "host", "error", "diverged_epoch",
-               "command", "git_commit", "versions", "config"]
+               "command", "git_commit", "versions", "config", "threads", "notes"]
+# Columns added after the first bundles were written: a bundle or store without them is still valid.
+# threads: torch CPU threads the run trained with (results depend on it); notes: what a user should know
+# about the run that is not an error, e.g. a resume under different conditions or skipped data files.
+OPTIONAL_RUN_COLUMNS = ("threads", "notes")
 
 
 class StoreError(RuntimeError):
