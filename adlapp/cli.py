@@ -1,23 +1,25 @@
 """`python -m adlapp …`: the headless entry point (GPU servers, scripts, producing cached_runs/).
 
-Commands: train, runs, export, import, worker. Every bad argument exits non-zero with one clear line.
-torch is imported only by the commands that train.
+Commands: train, resume, runs, export, import, worker. Every bad argument exits non-zero with one clear
+line, and is refused before the store is touched. torch is imported only by the commands that train.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
+import sqlite3
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from adlapp.config import (ACTIVATIONS, OPTIMIZERS, UPSAMPLINGS, VARIANTS, ConfigError, RunConfig,
-                           base_config, config_from_dict, variant)
+from adlapp.config import (ACTIVATIONS, LIMITS, OPTIMIZERS, UPSAMPLINGS, VARIANTS, ConfigError, RunConfig,
+                           base_config, parse_seeds, variant)
 from adlapp.provenance import git_commit
-from adlapp.store import STATUSES, RunStore, StoreError
+from adlapp.store import RESUMABLE, STATUSES, RunStore, StoreError
 
 __all__ = ["main", "build_config"]
 
@@ -39,12 +41,26 @@ def _positive_int(text: str) -> int:
 
 
 def _positive_float(text: str) -> float:
+    value = _finite_float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number")
+    return value
+
+
+def _threads(text: str) -> int:
+    value = _positive_int(text)
+    if value > LIMITS["threads"]:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at most {LIMITS['threads']}")
     return value
 
 
@@ -60,8 +76,6 @@ def _int_list(text: str) -> list[int]:
 
 def _seeds(text: str) -> list[int]:
     """'3' means seeds 0,1,2; '0,5,7' means exactly those (the same rule as the app's seed box)."""
-    from adlapp.study import parse_seeds
-
     seeds, error = parse_seeds(text)
     if error:
         raise argparse.ArgumentTypeError(error)
@@ -82,8 +96,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="BatchNorm2d after conv2 and conv3 (CNN) or in every block (U-Net)")
     t.add_argument("--optimizer", choices=OPTIMIZERS)
     t.add_argument("--lr", type=_positive_float, help="learning rate (default 0.01 CNN, 0.001 U-Net)")
-    t.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
-    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--momentum", type=_finite_float, help="SGD momentum (default 0.9)")
+    t.add_argument("--weight-decay", type=_finite_float)
     t.add_argument("--activation", choices=ACTIVATIONS)
     t.add_argument("--upsampling", choices=UPSAMPLINGS, help="U-Net: transpose is the course's 'normal'")
     t.add_argument("--depth", type=_positive_int, help="U-Net down-samplings (default 3)")
@@ -96,10 +110,21 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--train-per-class", type=_positive_int, help="cards: training images per class (20)")
     t.add_argument("--n-train", type=_positive_int, help="vessels: training images (48)")
     t.add_argument("--image-size", type=_positive_int, help="vessels/segmentation folders: side in pixels")
-    t.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints")
+    t.add_argument("--checkpoint-every", type=int, default=None,
+                   help="epochs between checkpoints (default: adaptive, ~2%% of the training time; 0: only "
+                        "when stopped). Does not change the numbers, so it is not part of the run's key")
     t.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
-    t.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: all cores)")
+    t.add_argument("--threads", type=_threads, help="torch CPU threads (default: all cores)")
     t.add_argument("--store", help="store directory (default $ADLAPP_STORE or ./runs)")
+
+    u = sub.add_parser("resume", help="continue interrupted, cancelled or failed runs from their checkpoints",
+                       description="Continue runs from their last checkpoint, in the foreground. A run "
+                                   "resumes with the thread count it started with.")
+    u.add_argument("keys", nargs="*", metavar="KEY", help="run ids (see `runs`)")
+    u.add_argument("--all", action="store_true", help="every interrupted run in the store")
+    u.add_argument("--device", default="auto")
+    u.add_argument("--threads", type=_threads, help="torch CPU threads for runs that start afresh")
+    u.add_argument("--store")
 
     r = sub.add_parser("runs", help="list runs in the store")
     r.add_argument("--store")
@@ -120,14 +145,14 @@ def _parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="drain the store's queue (started by the app; rarely by hand)")
     w.add_argument("--store")
     w.add_argument("--device", default="auto")
-    w.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    w.add_argument("--threads", type=_threads, help="torch CPU threads")
     return p
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
     """The variant (or the experiment's course base) with every given toggle applied on top."""
     try:
-        cfg = variant(args.variant) if args.variant else base_config(args.experiment)
+        cfg = variant(args.variant) if args.variant is not None else base_config(args.experiment)
     except ConfigError as e:
         raise CliError(str(e)) from None
     if cfg.experiment != args.experiment:
@@ -139,19 +164,20 @@ def build_config(args: argparse.Namespace) -> RunConfig:
                                "weight_decay": args.weight_decay}.items() if v is not None}
     data = {k: v for k, v in {"name": args.dataset, "train_per_class": args.train_per_class,
                               "n_train": args.n_train, "image_size": args.image_size}.items() if v is not None}
-    top = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
-                             "checkpoint_every": args.checkpoint_every}.items() if v is not None}
+    top = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size}.items() if v is not None}
     if args.eval_at is not None:
         top["eval_at"] = tuple(args.eval_at)
     if "name" in data:
-        name = data["name"]
+        name = data["name"].strip()
+        if not name:
+            raise CliError("--dataset: empty; give cards, vessels or a folder")
         if name in BUILTIN_DATASETS:
             if BUILTIN_DATASETS[name] != cfg.experiment:
                 raise CliError(f"--dataset {name}: is for {BUILTIN_DATASETS[name]}, not {cfg.experiment}")
-        elif not Path(name).is_dir():
+        elif not Path(name).expanduser().is_dir():
             raise CliError(f"--dataset {name}: not a built-in data set (cards, vessels) nor an existing folder")
         else:
-            data["name"] = str(Path(name).resolve())
+            data["name"] = str(Path(name).expanduser().resolve())
     try:
         return replace(cfg, model=replace(cfg.model, **model), optim=replace(cfg.optim, **optim),
                        data=replace(cfg.data, **data), **top)
@@ -159,18 +185,34 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         raise CliError(str(e)) from None
 
 
+def _prepare_training(device: str, threads: int | None) -> None:
+    """Refuse a missing device before the store is touched (no `failed` row for a typo), set threads."""
+    import torch
+
+    from adlapp.train import resolve_device   # imports torch: only when training
+
+    try:
+        resolve_device(device)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    from adlapp.data import DataError, load_data
+    from adlapp.data import DataError, load_data, skipped_summary
     from adlapp.runner import TerminationFlag, run_claimed   # imports torch: only when training
 
     cfg = build_config(args)
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    if args.checkpoint_every is not None and args.checkpoint_every < 0:
+        raise CliError(f"--checkpoint-every {args.checkpoint_every}: must be >= 0")
+    _prepare_training(args.device, args.threads)
     try:   # a bad data folder is a clear error now, not a failed run later (loading is cached in-process)
-        load_data(cfg.data, "classification" if cfg.experiment == "cnn" else "segmentation")
+        data = load_data(cfg.data, "classification" if cfg.experiment == "cnn" else "segmentation")
     except DataError as e:
         raise CliError(str(e)) from None
+    if skipped_summary(data):
+        print(f"{cfg.data.name}: {skipped_summary(data)}", file=sys.stderr)
     store = RunStore(args.store)
     store.mark_stale()
     command = "python -m adlapp " + shlex.join(sys.argv[1:])
@@ -179,15 +221,55 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for seed in args.seeds:
         key, status = store.enqueue(cfg, seed, command=command)
         if status in ("done", "diverged"):
-            print(f"{key} seed={seed}: already {status}, not trained again", file=sys.stderr)
+            source = store.get(key)["source"]
+            origin = "" if source == "local" else f" (from {source})"
+            print(f"{key} seed={seed}: already {status}{origin}, not trained again", file=sys.stderr)
             continue
         claimed = store.claim(key)
         if claimed is None:
             print(f"{key} seed={seed}: {status} in another process, skipped", file=sys.stderr)
             continue
         final = run_claimed(store, key, cfg, seed, device=args.device, flag=flag,
-                            progress=_progress_bar(f"{cfg.experiment} seed {seed}", cfg.epochs))
+                            progress=_progress_bar(f"{cfg.experiment} seed {seed}", cfg.epochs),
+                            checkpoint_every=args.checkpoint_every)
         print(f"{key} seed={seed}: {final}", file=sys.stderr)
+        failures += final == "failed"
+        if final == "cancelled":
+            return 130
+    return 1 if failures else 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from adlapp.runner import TerminationFlag, run_claimed   # imports torch: only when training
+
+    if bool(args.keys) == bool(args.all):
+        raise CliError("name the runs to resume (their ids, see `runs`) or give --all, not both")
+    _prepare_training(args.device, args.threads)
+    store = RunStore(args.store)
+    store.mark_stale()
+    for key in args.keys:
+        row = store.get(key)
+        if row is None:
+            raise CliError(f"run {key}: not in the store {store.db_path}")
+        if row["status"] not in RESUMABLE:
+            raise CliError(f"run {key}: is {row['status']}; only {', '.join(RESUMABLE)} runs can be resumed")
+    keys = store.requeue(args.keys or None)
+    if not keys:
+        print(f"nothing to resume in {store.db_path}", file=sys.stderr)
+        return 0
+    flag = TerminationFlag()
+    failures = 0
+    for key in keys:
+        claimed = store.claim(key)
+        if claimed is None:
+            print(f"{key}: taken by another process or not trainable ({store.get(key)['error']})",
+                  file=sys.stderr)
+            continue
+        _, cfg, seed = claimed
+        final = run_claimed(store, key, cfg, seed, device=args.device, flag=flag,
+                            progress=_progress_bar(f"{cfg.experiment} seed {seed}", cfg.epochs))
+        how = _text(store.get(key)["notes"]) or "started afresh"
+        print(f"{key} seed={seed}: {final} ({how})", file=sys.stderr)
         failures += final == "failed"
         if final == "cancelled":
             return 130
@@ -221,8 +303,9 @@ def _records(store: RunStore, experiment: str | None, status: str | None) -> lis
         out.append({
             "id": r["key"], "experiment": r["experiment"], "variant": r["variant"], "seed": int(r["seed"]),
             "epochs": int(r["epochs"]), "epochs_recorded": int(n_epochs.get(r["key"], 0)),
-            "status": r["status"], "device": r["device"], "error": r["error"],
-            "config": json.loads(r["config"]),
+            "status": r["status"], "device": _text(r["device"]), "threads": _int_or_none(r["threads"]),
+            "error": _text(r["error"]), "notes": _text(r["notes"]),
+            "config": _json_or_text(r["config"]),
             "final": {n: _num(v) for n, v in zip(mine["name"], mine["value"])},
             "test": {str(int(ep)): {n: _num(v) for n, v in zip(g["name"], g["value"])}
                      for ep, g in tests.groupby("epoch")},
@@ -234,12 +317,40 @@ def _num(v) -> float | None:
     return None if v is None or v != v else float(v)
 
 
+def _text(v) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _int_or_none(v) -> int | None:
+    return None if v is None or v != v else int(v)
+
+
+def _json_or_text(text):
+    """A stored config as JSON; one that does not parse (a store written by hand) stays text, so that
+    listing the runs never fails because of one bad row."""
+    try:
+        return _strict(json.loads(text))
+    except (TypeError, ValueError):
+        return text
+
+
+def _strict(value):
+    """NaN and infinities become null: `runs --json` always emits strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict(v) for v in value]
+    return value
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     store = RunStore(args.store)
     store.mark_stale()
     records = _records(store, args.experiment, args.status)
     if args.json:
-        json.dump(records, sys.stdout, indent=1)
+        json.dump(_strict(records), sys.stdout, indent=1, allow_nan=False)
         print()
         return 0
     if not records:
@@ -276,18 +387,16 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    import torch
-
     from adlapp.runner import TerminationFlag, run_claimed
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _prepare_training(args.device, args.threads)
     store = RunStore(args.store)
     store.register_worker(os.getpid())
     flag = TerminationFlag()
     try:
         while not flag.set:
-            claimed = store.claim(pid=os.getpid())
+            store.mark_stale()     # a trainer that died becomes `interrupted`, and is resumed below
+            claimed = store.claim(pid=os.getpid(), interrupted=True)
             if claimed is None:
                 return 0
             key, cfg, seed = claimed
@@ -299,8 +408,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         store.unregister_worker(os.getpid())
 
 
-_COMMANDS = {"train": _cmd_train, "runs": _cmd_runs, "export": _cmd_export, "import": _cmd_import,
-             "worker": _cmd_worker}
+_COMMANDS = {"train": _cmd_train, "resume": _cmd_resume, "runs": _cmd_runs, "export": _cmd_export,
+             "import": _cmd_import, "worker": _cmd_worker}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -311,4 +420,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, ConfigError, StoreError, BundleError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"python -m adlapp {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as e:       # e.g. a store file that is not a database, or a full disk
+        print(f"python -m adlapp {args.command}: error: store database: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:             # e.g. no space left, no permission to write the bundle or checkpoint
+        print(f"python -m adlapp {args.command}: error: {e.strerror or e}"
+              f"{f' ({e.filename})' if e.filename else ''}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"python -m adlapp {args.command}: error: out of memory; ask for smaller sizes", file=sys.stderr)
         return 2

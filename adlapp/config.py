@@ -20,7 +20,7 @@ __all__ = [
     "CODE_VERSION", "ACTIVATIONS", "UPSAMPLINGS", "OPTIMIZERS", "EXPERIMENTS", "ConfigError",
     "ModelConfig", "OptimConfig", "DataConfig", "RunConfig", "VARIANTS", "variant", "variant_label",
     "run_key", "config_to_dict", "config_from_dict", "base_config", "LIMITS", "MAX_SEEDS", "MAX_SEED",
-    "is_run_key", "check_run_key",
+    "is_run_key", "check_run_key", "parse_seeds",
 ]
 
 CODE_VERSION = "adlapp-1"
@@ -59,6 +59,30 @@ def is_run_key(key: object) -> bool:
     """True for exactly what `run_key` produces: 16 lowercase hex digits. Anything else read from a store
     or a bundle is refused before it can become part of a filesystem path."""
     return isinstance(key, str) and _RUN_KEY.fullmatch(key) is not None
+
+
+def parse_seeds(text: str) -> tuple[list[int], str | None]:
+    """'3' → seeds 0,1,2; '0,5,7' → exactly those. Returns (seeds, error message or None).
+
+    Counts and lists are bounded (MAX_SEEDS seeds of value at most MAX_SEED) so that a typo can neither
+    exhaust memory nor overflow the store's integers."""
+    text = (text or "").strip()
+    if not text:
+        return [], "Choose at least one seed (a count such as 3, or a list such as 0,1,2)."
+    parts = [t for t in text.replace(" ", ",").split(",") if t.strip()]
+    if not parts or len(parts) > MAX_SEEDS:
+        return [], f"Seeds {text[:40]!r}: give a count (3) or a list of 1 to {MAX_SEEDS} seeds (0,1,2)."
+    try:
+        values = [int(t) for t in parts]
+    except ValueError:
+        return [], f"Seeds {text[:40]!r}: give a count (3) or a comma-separated list of whole numbers (0,1,2)."
+    if len(values) == 1 and "," not in text and " " not in text:
+        if not 1 <= values[0] <= MAX_SEEDS:
+            return [], f"Seeds {text[:40]!r}: the number of seeds must be from 1 to {MAX_SEEDS}."
+        return list(range(values[0])), None
+    if any(not 0 <= v <= MAX_SEED for v in values) or len(set(values)) != len(values):
+        return [], f"Seeds {text[:40]!r}: seeds must be distinct whole numbers from 0 to {MAX_SEED:,}."
+    return values, None
 
 
 def check_run_key(key: object) -> str:

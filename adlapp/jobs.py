@@ -10,6 +10,7 @@ replace `LocalProcessBackend` without touching pages or the trainer. This module
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -62,7 +63,18 @@ class LocalProcessBackend:
         return self.store.request_cancel(key)
 
     def ensure_workers(self) -> list[int]:
-        """Start workers until `concurrency` are alive; returns the pids started now."""
+        """Start workers until `concurrency` are alive; returns the pids started now.
+
+        Count-then-start is done under an exclusive file lock on the store: without it, callers arriving
+        together (two tabs, a rerun during a click) each counted too few workers and each started one."""
+        with open(self.store.root / "workers.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return self._start_missing_workers()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _start_missing_workers(self) -> list[int]:
         self.store.mark_stale()
         alive = self.store.live_workers()
         started = []

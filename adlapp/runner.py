@@ -1,7 +1,11 @@
 """Connects the trainer to the run store: provenance, one row set per epoch, final status, clean cancel.
 
-Used by both the CLI (`python -m adlapp train`, in the foreground) and the queue workers started by
-`adlapp.jobs` (in their own OS processes).
+Used by both the CLI (`python -m adlapp train` / `resume`, in the foreground) and the queue workers started
+by `adlapp.jobs` (in their own OS processes).
+
+A run resumed from its checkpoint trains with the thread count it started with: on CPU the numbers depend
+on it (the same run at 1 and 2 threads ends at different accuracies), so a continuation under another
+count would be a hybrid of two runs. When the device differs, the run continues and a note says so.
 """
 from __future__ import annotations
 
@@ -10,10 +14,13 @@ import threading
 import traceback
 from typing import Callable
 
-from adlapp.config import RunConfig
-from adlapp.store import RunStore
+import torch
+
+from adlapp.config import RunConfig, check_run_key
+from adlapp.data import DataError, load_data, skipped_summary
 from adlapp.provenance import git_commit, library_versions
-from adlapp.train import EpochReport, device_name, resolve_device, train
+from adlapp.store import RunStore
+from adlapp.train import EpochReport, checkpoint_state, device_name, resolve_device, train
 
 __all__ = ["run_claimed", "TerminationFlag"]
 
@@ -33,24 +40,35 @@ class TerminationFlag:
 
 def run_claimed(store: RunStore, key: str, cfg: RunConfig, seed: int, device: str = "auto",
                 flag: TerminationFlag | None = None,
-                progress: Callable[[EpochReport], None] | None = None) -> str:
+                progress: Callable[[EpochReport], None] | None = None,
+                checkpoint_every: int | None = None) -> str:
     """Train a run already claimed (status `running`) and record everything; returns the final status.
 
     An exception inside training marks the run `failed` with its message; the caller carries on with
     other runs. Ctrl-C marks it `interrupted` (resumable) and re-raises.
     """
+    check_run_key(key)
     flag = flag or TerminationFlag()
+    own_threads = torch.get_num_threads()
     try:
         dev = resolve_device(device)
-        store.set_provenance(key, device_name(dev), library_versions(), git_commit())
+        row = store.get(key) or {}
+        ckpt_dir = store.checkpoint_dir(key)
+        _match_resume_conditions(store, key, row, checkpoint_state(ckpt_dir), device_name(dev))
+        store.set_provenance(key, device_name(dev), library_versions(), git_commit(), torch.get_num_threads())
+        _note_skipped_files(store, key, cfg)
+        recorded = int(row.get("last_epoch") or 0)
 
         def on_epoch(report: EpochReport) -> None:
+            if report.replayed and report.epoch <= recorded:
+                return               # already in the store
             store.record_epoch(key, report.epoch, report.metrics, report.tests)
-            if progress:
+            if progress and not report.replayed:
                 progress(report)
 
-        result = train(cfg, seed, on_epoch=on_epoch, device=device, checkpoint_dir=store.checkpoint_dir(key),
-                       should_stop=lambda: flag.set or store.cancel_requested(key))
+        result = train(cfg, seed, on_epoch=on_epoch, device=device, checkpoint_dir=ckpt_dir,
+                       should_stop=lambda: flag.set or store.cancel_requested(key),
+                       checkpoint_every=checkpoint_every)
     except KeyboardInterrupt:
         store.finish(key, "interrupted", error="interrupted from the keyboard")
         raise
@@ -58,10 +76,45 @@ def run_claimed(store: RunStore, key: str, cfg: RunConfig, seed: int, device: st
         detail = traceback.format_exc(limit=3)
         store.finish(key, "failed", error=f"{type(e).__name__}: {e}\n{detail}")
         return "failed"
+    finally:
+        torch.set_num_threads(own_threads)
     store.finish(key, result.status, diverged_epoch=result.diverged_epoch,
                  error=(f"training loss became non-finite at epoch {result.diverged_epoch}"
                         if result.status == "diverged" else None))
     if result.status in ("done", "diverged"):
-        for f in store.checkpoint_dir(key).glob("*"):     # a finished run needs no checkpoint
+        for f in ckpt_dir.glob("*"):     # a finished run needs no checkpoint
             f.unlink(missing_ok=True)
     return result.status
+
+
+def _match_resume_conditions(store: RunStore, key: str, row: dict, ckpt: dict | None, device: str) -> None:
+    """Before resuming from `ckpt`: use the run's own thread count, and note a change of device."""
+    if ckpt is None:
+        return
+    threads = ckpt.get("threads") or _present(row.get("threads"))
+    note = f"resumed from its checkpoint at epoch {ckpt['epoch']}"
+    if threads and int(threads) != torch.get_num_threads():
+        note += f" with {int(threads)} thread(s) as it started (this trainer uses {torch.get_num_threads()})"
+        torch.set_num_threads(int(threads))
+    before = _present(row.get("device"))
+    if before and before != device:
+        note += (f"; it started on {before} and continues on {device}, so its numbers differ from an "
+                 "uninterrupted run's")
+    store.add_note(key, note)
+
+
+def _note_skipped_files(store: RunStore, key: str, cfg: RunConfig) -> None:
+    """Unreadable files of a user folder are left out of training; say so on the run, once."""
+    try:
+        data = load_data(cfg.data, "classification" if cfg.experiment == "cnn" else "segmentation")
+    except DataError:
+        return                      # train() raises it again, and the run fails with the message
+    summary = skipped_summary(data)
+    notes = _present((store.get(key) or {}).get("notes")) or ""
+    if summary and summary not in notes:
+        store.add_note(key, summary)
+
+
+def _present(value: object) -> object:
+    """A store cell, or None where it is NULL (pandas reads those as None or NaN)."""
+    return None if value is None or value != value else value

@@ -25,15 +25,20 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from adlapp.config import RunConfig, config_from_dict, config_to_dict, run_key, variant_label
+from adlapp.config import (ConfigError, RunConfig, check_run_key, config_from_dict, config_to_dict, is_run_key,
+                           run_key, variant_label)
 
-__all__ = ["RunStore", "RunTables", "STATUSES", "FINISHED", "ACTIVE", "RUN_COLUMNS", "OPTIONAL_RUN_COLUMNS",
-           "default_store_dir", "StoreError"]
+__all__ = ["RunStore", "RunTables", "STATUSES", "FINISHED", "ACTIVE", "RESUMABLE", "RUN_COLUMNS",
+           "OPTIONAL_RUN_COLUMNS", "default_store_dir", "StoreError"]
 
-STATUSES = ("queued", "running", "done", "failed", "cancelled", "diverged", "interrupted")
+STATUSES = ("queued", "running", "done", "failed", "cancelled", "diverged", "interrupted", "importing")
 FINISHED = ("done", "diverged")              # a finished run is a result; it is never retrained
 ACTIVE = ("queued", "running")
+RESUMABLE = ("failed", "cancelled", "interrupted")   # asked for again, these continue from their checkpoint
+IMPORTING = "importing"                      # rows of a bundle import in progress: reserved, not yet a result
 STALE_AFTER_S = 120.0                        # heartbeat age after which a run on another host is presumed dead
+LOCK_WAIT_S = 900.0                          # a writer waits this long for the write lock before giving up
+IMPORT_CHUNK_ROWS = 20_000                   # metric rows per import transaction: the write lock is held ~50 ms
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -159,37 +164,64 @@ class RunStore:
             raise StoreError(f"store directory {self.root}: is not a directory")
         self.db_path = self.root / "runs.sqlite"
         self.host = socket.gethostname()
+        # A store someone shared read-only (a directory or database we may not write) is opened read-only:
+        # it can be listed and exported, and every write says why it is refused.
+        self.read_only = not os.access(self.root, os.W_OK) or (
+            self.db_path.exists() and not os.access(self.db_path, os.W_OK))
+        if self.read_only and not self.db_path.exists():
+            raise StoreError(f"store directory {self.root}: is read-only and holds no runs.sqlite")
         try:
-            with self._connect() as db:
-                db.executescript(_SCHEMA)
+            if self.read_only:
+                with self._connect() as db:
+                    db.execute("SELECT count(*) FROM runs").fetchone()
+            else:
+                with self._connect() as db:
+                    db.executescript(_SCHEMA)
+                    _add_missing_columns(db)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"store database {self.db_path}: {e}") from None
 
     # -- plumbing ---------------------------------------------------------------------------------------
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None)
+        if self.read_only:
+            # WAL readers need to write the -shm file; in a read-only directory only an immutable open works.
+            uri = f"file:{self.db_path.resolve()}?mode=ro&immutable=1"
+            db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        else:
+            db = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable at checkpoints, never corrupt
-            db.execute("PRAGMA busy_timeout=60000")
+            if not self.read_only:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable at checkpoints, never corrupt
+                db.execute("PRAGMA busy_timeout=60000")
             yield db
         finally:
             db.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise StoreError(f"store {self.db_path}: is read-only (no permission to write); nothing was changed")
         with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")      # take the write lock up front: no deadlock on upgrade
+            _begin_immediate(db, self.db_path)
             try:
                 yield db
+            except sqlite3.OperationalError as e:
+                db.execute("ROLLBACK")
+                raise StoreError(f"store {self.db_path}: {e}") from None
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
 
     def checkpoint_dir(self, key: str) -> Path:
-        return self.root / "checkpoints" / key
+        """`checkpoints/<key>/`. The key is checked to be a run key first: a path built from stored data
+        must never point outside the store (a crafted key like `../../home` would otherwise be deleted)."""
+        try:
+            return self.root / "checkpoints" / check_run_key(key)
+        except ConfigError as e:
+            raise StoreError(f"store {self.db_path}: {e}") from None
 
     # -- writing --------------------------------------------------------------------------------------
     def enqueue(self, cfg: RunConfig, seed: int, command: str = "", source: str = "local") -> tuple[str, str]:
@@ -199,7 +231,7 @@ class RunStore:
         now = time.time()
         with self._transaction() as db:
             row = db.execute("SELECT status FROM runs WHERE key=?", (key,)).fetchone()
-            if row and row[0] in FINISHED + ACTIVE:
+            if row and row[0] in FINISHED + ACTIVE + (IMPORTING,):
                 return key, row[0]
             if row:
                 db.execute("UPDATE runs SET status='queued', error=NULL, cancel_requested=0, pid=NULL, "
@@ -211,26 +243,70 @@ class RunStore:
                             int(seed), cfg.epochs, "queued", command, source, now))
         return key, "queued"
 
-    def claim(self, key: str | None = None, pid: int | None = None) -> tuple[str, RunConfig, int] | None:
-        """Atomically move one queued run (the oldest, or `key`) to running for this process."""
-        with self._transaction() as db:
-            if key is None:
-                row = db.execute("SELECT key, config, seed FROM runs WHERE status='queued' "
-                                 "ORDER BY created, key LIMIT 1").fetchone()
-            else:
-                row = db.execute("SELECT key, config, seed FROM runs WHERE status='queued' AND key=?",
-                                 (key,)).fetchone()
-            if row is None:
-                return None
-            now = time.time()
-            db.execute("UPDATE runs SET status='running', pid=?, host=?, started=COALESCE(started, ?), "
-                       "heartbeat=? WHERE key=?", (pid or os.getpid(), self.host, now, now, row[0]))
-        return row[0], config_from_dict(json.loads(row[1])), int(row[2])
+    def claim(self, key: str | None = None, pid: int | None = None,
+              interrupted: bool = False) -> tuple[str, RunConfig, int] | None:
+        """Atomically move one queued run (the oldest, or `key`) to running for this process.
 
-    def set_provenance(self, key: str, device: str, versions: dict[str, str], git_commit: str | None) -> None:
+        With `interrupted`, a run whose trainer died (status `interrupted`) is taken when nothing is queued,
+        so a worker resumes it from its checkpoint. A row whose config does not parse, or does not hash to
+        its own key, is never trained: it is marked `failed` with the reason and the next one is taken.
+        """
+        statuses = ("queued", "interrupted") if interrupted else ("queued",)
+        while True:
+            with self._transaction() as db:
+                if key is None:
+                    row = db.execute(
+                        f"SELECT key, config, seed FROM runs WHERE status IN ({','.join('?' * len(statuses))}) "
+                        "ORDER BY status='interrupted', created, key LIMIT 1", statuses).fetchone()
+                else:
+                    row = db.execute("SELECT key, config, seed FROM runs WHERE status='queued' AND key=?",
+                                     (key,)).fetchone()
+                if row is None:
+                    return None
+                problem, parsed = _check_stored_run(*row)
+                now = time.time()
+                if problem:
+                    db.execute("UPDATE runs SET status='failed', error=?, finished=?, pid=NULL WHERE key=?",
+                               (f"not trained: {problem}", now, row[0]))
+                else:
+                    db.execute("UPDATE runs SET status='running', pid=?, host=?, started=COALESCE(started, ?), "
+                               "heartbeat=?, cancel_requested=0 WHERE key=?",
+                               (pid or os.getpid(), self.host, now, now, row[0]))
+            if not problem:
+                return parsed
+            if key is not None:
+                return None
+
+    def requeue(self, keys: list[str] | None = None) -> list[str]:
+        """Queue resumable runs again (`keys`, or every interrupted one); returns the keys queued. Finished
+        and active runs are left as they are."""
         with self._transaction() as db:
-            db.execute("UPDATE runs SET device=?, versions=?, git_commit=? WHERE key=?",
-                       (device, json.dumps(versions, sort_keys=True), git_commit, key))
+            if keys is None:
+                keys = [k for (k,) in db.execute("SELECT key FROM runs WHERE status='interrupted'")]
+            queued = []
+            for k in keys:
+                row = db.execute("SELECT status FROM runs WHERE key=?", (k,)).fetchone()
+                if row is None:
+                    raise KeyError(f"run {k}: not in the store {self.db_path}")
+                if row[0] in RESUMABLE:
+                    db.execute("UPDATE runs SET status='queued', error=NULL, cancel_requested=0, pid=NULL, "
+                               "finished=NULL WHERE key=?", (k,))
+                    queued.append(k)
+        return queued
+
+    def set_provenance(self, key: str, device: str, versions: dict[str, str], git_commit: str | None,
+                       threads: int | None = None) -> None:
+        """Where and how the run trains. `threads` is kept from the run's first start: a resume must use
+        the same count (CPU results depend on it), so the first value is the one that describes the run."""
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET device=?, versions=?, git_commit=?, threads=COALESCE(threads, ?) "
+                       "WHERE key=?", (device, json.dumps(versions, sort_keys=True), git_commit, threads, key))
+
+    def add_note(self, key: str, note: str) -> None:
+        """Append one line a user should read about this run (not an error: e.g. how it was resumed)."""
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET notes=CASE WHEN notes IS NULL OR notes='' THEN ? ELSE notes || char(10) "
+                       "|| ? END WHERE key=?", (note, note, key))
 
     def record_epoch(self, key: str, epoch: int, metrics: dict[str, float],
                      tests: dict[str, float] | None = None) -> None:
@@ -284,30 +360,57 @@ class RunStore:
                 raise StoreError(f"run {key}: is running; cancel it before deleting")
             for table in ("epoch_metrics", "test_metrics", "runs"):
                 db.execute(f"DELETE FROM {table} WHERE key=?", (key,))
-        shutil.rmtree(self.checkpoint_dir(key), ignore_errors=True)
+        if is_run_key(key):      # a malformed key never had a checkpoint folder, and must not name a path
+            shutil.rmtree(self.checkpoint_dir(key), ignore_errors=True)
 
     def insert_tables(self, tables: RunTables, source: str) -> list[str]:
-        """Import finished runs (from a bundle). Runs already present are left untouched; returns new keys."""
-        added = []
+        """Import finished runs (a validated bundle). Runs already present are left untouched; returns new keys.
+
+        A large bundle must not hold the write lock for long (a trainer waiting on it would stall), yet a
+        half-imported run must never look like a result. So the import is staged: one short transaction
+        reserves the new keys as `importing` rows, the metric rows follow in chunks of IMPORT_CHUNK_ROWS,
+        and one short final transaction turns the reserved rows into the bundle's finished runs. If the
+        import fails, its rows are removed; if the process dies, `mark_stale` removes them.
+        """
+        runs = tables.runs.drop_duplicates("key")
+        now = time.time()
         with self._transaction() as db:
             have = {r[0] for r in db.execute("SELECT key FROM runs")}
-            for rec in tables.runs.to_dict("records"):
-                if rec["key"] in have:
-                    continue
-                rec = {c: _sql_value(rec.get(c)) for c in RUN_COLUMNS}
-                rec["source"] = source
-                rec["pid"] = None
-                cols = ", ".join(RUN_COLUMNS)
-                db.execute(f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
-                           [rec[c] for c in RUN_COLUMNS])
-                added.append(rec["key"])
-            new = set(added)
+            new = [k for k in runs["key"] if k not in have]
+            db.executemany("INSERT INTO runs (key, experiment, variant, config, seed, epochs, status, source, "
+                           "created, pid, host, heartbeat) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                           [(r["key"], r["experiment"], r["variant"], r["config"], int(r["seed"]),
+                             int(r["epochs"]), IMPORTING, source, now, os.getpid(), self.host, now)
+                            for r in runs[runs["key"].isin(new)].to_dict("records")])
+        if not new:
+            return []
+        try:
             for table, df in (("epoch_metrics", tables.epochs), ("test_metrics", tables.tests)):
-                part = df[df["key"].isin(new)]
-                db.executemany(f"INSERT OR REPLACE INTO {table} (key, epoch, name, value) VALUES (?,?,?,?)",
-                               [(k, int(e), n, _finite_or_none(v)) for k, e, n, v in
-                                part[["key", "epoch", "name", "value"]].itertuples(index=False)])
-        return added
+                part = df.loc[df["key"].isin(new), ["key", "epoch", "name", "value"]]
+                rows = [(k, int(e), n, _finite_or_none(v)) for k, e, n, v in part.itertuples(index=False)]
+                for i in range(0, len(rows), IMPORT_CHUNK_ROWS):
+                    with self._transaction() as db:
+                        db.executemany(f"INSERT OR REPLACE INTO {table} (key, epoch, name, value) "
+                                       "VALUES (?,?,?,?)", rows[i:i + IMPORT_CHUNK_ROWS])
+            with self._transaction() as db:
+                columns = [c for c in RUN_COLUMNS if c != "key"]
+                for rec in runs[runs["key"].isin(new)].to_dict("records"):
+                    rec = {c: _sql_value(rec.get(c)) for c in RUN_COLUMNS}
+                    rec.update(source=source, pid=None)
+                    db.execute(f"UPDATE runs SET {', '.join(c + '=?' for c in columns)} WHERE key=? AND status=?",
+                               [rec[c] for c in columns] + [rec["key"], IMPORTING])
+        except BaseException:
+            self._drop_importing(new)
+            raise
+        return new
+
+    def _drop_importing(self, keys: list[str]) -> None:
+        """Remove the rows of an import that did not complete (only rows still marked `importing`)."""
+        with self._transaction() as db:
+            mine = [k for k in keys if (db.execute("SELECT status FROM runs WHERE key=?", (k,)).fetchone()
+                                        or (None,))[0] == IMPORTING]
+            for table in ("epoch_metrics", "test_metrics", "runs"):
+                db.executemany(f"DELETE FROM {table} WHERE key=?", [(k,) for k in mine])
 
     # -- workers (the local job queue, see jobs.py) -----------------------------------------------------
     def register_worker(self, pid: int) -> None:
@@ -322,6 +425,8 @@ class RunStore:
 
     def live_workers(self) -> list[int]:
         """Worker pids on this host that are still alive (dead ones are forgotten)."""
+        if self.read_only:
+            return []
         with self._transaction() as db:
             rows = db.execute("SELECT pid FROM workers WHERE host=?", (self.host,)).fetchall()
             dead = [pid for (pid,) in rows if not _pid_alive(pid)]
@@ -329,10 +434,19 @@ class RunStore:
         return [pid for (pid,) in rows if pid not in dead]
 
     def mark_stale(self) -> list[str]:
-        """Runs that say `running` but whose process is gone become `interrupted` (resumable)."""
+        """Runs that say `running` but whose process is gone become `interrupted` (resumable); the reserved
+        rows of an import whose process is gone are removed. A read-only store is left as it is."""
+        if self.read_only:
+            return []
         now = time.time()
         stale = []
         with self._transaction() as db:
+            dead_imports = [
+                key for key, pid, host, beat in db.execute(
+                    "SELECT key, pid, host, heartbeat FROM runs WHERE status=?", (IMPORTING,)).fetchall()
+                if ((not _pid_alive(pid)) if host == self.host else (now - (beat or 0) > STALE_AFTER_S))]
+            for table in ("epoch_metrics", "test_metrics", "runs"):
+                db.executemany(f"DELETE FROM {table} WHERE key=?", [(k,) for k in dead_imports])
             for key, pid, host, beat in db.execute(
                     "SELECT key, pid, host, heartbeat FROM runs WHERE status='running'").fetchall():
                 dead = (not _pid_alive(pid)) if host == self.host else (now - (beat or 0) > STALE_AFTER_S)
@@ -365,7 +479,7 @@ class RunStore:
             sql += " WHERE " + " AND ".join(where)
         with self._connect() as db:
             df = pd.read_sql_query(sql + " ORDER BY created, key", db, params=args)
-        return df
+        return _readable_runs(df)
 
     def statuses(self, keys: list[str]) -> dict[str, str]:
         with self._connect() as db:
@@ -420,3 +534,62 @@ def _sql_value(v: Any) -> Any:
     if hasattr(v, "item"):
         return v.item()
     return v
+
+
+def _begin_immediate(db: sqlite3.Connection, path: Path) -> None:
+    """Take the write lock up front (no deadlock on a read-to-write upgrade), waiting up to LOCK_WAIT_S.
+
+    The busy timeout already waits 60 s per attempt; a trainer that still finds the store locked (a long
+    write by another process) tries again instead of failing its run. Nothing has been written yet when
+    BEGIN fails, so retrying it is always safe."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise StoreError(f"store {path}: {e}") from None
+            if time.monotonic() > deadline:
+                raise StoreError(f"store {path}: still locked by another process after "
+                                 f"{LOCK_WAIT_S:.0f} s") from None
+            time.sleep(0.5)
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Stores made before a column existed get it added (as NULL), so old stores keep working."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    for column, kind in (("threads", "INTEGER"), ("notes", "TEXT")):
+        if column not in have:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+
+
+def _check_stored_run(key: str, config_json: str, seed: Any) -> tuple[str | None, Any]:
+    """(None, (key, config, seed)) when a stored row is a run this project would make; else (reason, None).
+
+    Guards the trainer against rows that did not come from `enqueue` (an old or hand-edited store)."""
+    if not is_run_key(key):
+        return "its key is not a run key", None
+    try:
+        cfg = config_from_dict(json.loads(config_json))
+        if run_key(cfg, seed) != key:
+            return "its config and seed do not hash to its key", None
+    except (ConfigError, TypeError, ValueError) as e:
+        return f"its stored config is invalid ({e})", None
+    return None, (key, cfg, int(seed))
+
+
+def _readable_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """Run rows with whole-number columns that every reader can `int()`.
+
+    Imports and `enqueue` only ever write valid rows, but a store written by an older version (or by hand)
+    may hold a text seed; such a row is shown with seed -1 and an error saying why, instead of crashing
+    every listing, including the Runs page where it can be deleted."""
+    for column in ("seed", "epochs", "last_epoch"):
+        values = pd.to_numeric(df[column], errors="coerce")
+        bad = values.isna() | (values != values.round())
+        if bad.any():
+            df.loc[bad, "error"] = f"the stored {column} is not a whole number"
+            values = values.where(~bad, -1)
+        df[column] = values.astype("int64")
+    return df

@@ -7,7 +7,13 @@ accuracy (classification) or validation F1 and pixel accuracy (segmentation). Th
 
 Checkpoints hold only tensors and plain numbers (`torch.save` of state dicts) and are read back with
 `weights_only=True`, so resuming never unpickles arbitrary objects. Model, optimiser and the shuffling
-generator are restored, so a resumed CPU run ends with the same metrics as an uninterrupted one.
+generator are restored, so a resumed CPU run (same thread count) ends with the same metrics as an
+uninterrupted one. By default a checkpoint is written whenever the time since the last one is at least
+`_CHECKPOINT_COST_RATIO` times what writing one costs (every epoch for the course CNN, every few epochs for
+the small U-Net), so checkpointing costs about 2 % and a crash loses at most about a second of training.
+An epoch's checkpoint is written *before* its metrics are reported: a crash between the two leaves a
+checkpoint that is ahead of the store, never behind it, and the resumed run replays the missing epochs
+from the checkpoint's history instead of training them again.
 """
 from __future__ import annotations
 
@@ -25,9 +31,10 @@ from adlapp.config import RunConfig
 from adlapp.data import ClassificationData, SegmentationData, load_data
 from adlapp.models import build_model
 
-__all__ = ["train", "RunResult", "EpochReport", "resolve_device", "device_name", "evaluate"]
+__all__ = ["train", "RunResult", "EpochReport", "resolve_device", "device_name", "evaluate", "checkpoint_state"]
 
 _CHECKPOINT = "last.pt"
+_CHECKPOINT_COST_RATIO = 50     # adaptive checkpoints: at most ~1/50 of the training time goes to writing them
 
 
 @dataclass
@@ -36,6 +43,7 @@ class EpochReport:
     epochs: int
     metrics: dict[str, float]                    # train_loss, val_loss, val_acc | val_f1, val_pixel_acc, seconds
     tests: dict[str, float] | None = None        # test metrics when this epoch is a test epoch
+    replayed: bool = False                       # re-sent from a checkpoint's history on resume, not retrained
 
 
 @dataclass
@@ -48,6 +56,8 @@ class RunResult:
     tests: dict[int, dict[str, float]] = field(default_factory=dict)
     diverged_epoch: int | None = None
     seconds: float = 0.0
+    resumed_from: int = 0                        # epoch of the checkpoint this run resumed from (0: fresh)
+    checkpoint_threads: int | None = None        # torch CPU threads recorded in that checkpoint
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -119,15 +129,26 @@ def _make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
+def checkpoint_state(checkpoint_dir: str | Path) -> dict | None:
+    """Epoch and thread count of the checkpoint in `checkpoint_dir` (None when there is none), read without
+    unpickling; lets a caller decide how to resume before `train` restores it."""
+    path = Path(checkpoint_dir) / _CHECKPOINT
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {"epoch": int(state["epoch"]), "threads": state.get("threads")}
+
+
 def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | None = None,
           device: str = "auto", checkpoint_dir: str | Path | None = None,
-          should_stop: Callable[[], bool] | None = None) -> RunResult:
+          should_stop: Callable[[], bool] | None = None, checkpoint_every: int | None = None) -> RunResult:
     """Train `cfg` with `seed` and return its per-epoch history and test metrics.
 
-    With `checkpoint_dir`, a checkpoint is written every `cfg.checkpoint_every` epochs and when stopped,
-    and an existing checkpoint there is resumed from. `should_stop` is asked after every epoch; when it
-    returns True the run checkpoints and returns with status "cancelled". A non-finite training loss ends
-    the run with status "diverged" and `diverged_epoch` set.
+    With `checkpoint_dir`, an existing checkpoint there is resumed from (its history is replayed through
+    `on_epoch` with `replayed=True`), and checkpoints are written every `checkpoint_every` epochs (None:
+    adaptively, see the module docstring; 0: only when stopped). `should_stop` is asked after every epoch;
+    when it returns True the run checkpoints and returns with status "cancelled". A non-finite training
+    loss ends the run with status "diverged" and `diverged_epoch` set.
     """
     started = time.perf_counter()
     dev = resolve_device(device)
@@ -159,17 +180,34 @@ def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | N
         result.history = [dict(h) for h in state["history"]]
         result.tests = {int(k): dict(v) for k, v in state["tests"].items()}
         start_epoch = int(state["epoch"]) + 1
-        result.epochs_done = start_epoch - 1
+        result.epochs_done = result.resumed_from = start_epoch - 1
+        result.checkpoint_threads = state.get("threads")
+        if on_epoch:     # the store may lag the checkpoint by an epoch: send what it may have missed
+            for h in result.history:
+                ep = int(h["epoch"])
+                on_epoch(EpochReport(ep, cfg.epochs, {k: v for k, v in h.items() if k != "epoch"},
+                                     result.tests.get(ep), replayed=True))
+
+    last_save = {"at": time.perf_counter(), "cost": 0.0}
 
     def save_checkpoint(epoch: int) -> None:
         if ckpt_path is None:
             return
+        t0 = time.perf_counter()
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
+                    "threads": torch.get_num_threads(),
                     "history": result.history, "tests": {str(k): v for k, v in result.tests.items()}}, tmp)
         tmp.replace(ckpt_path)                            # atomic: a crash never leaves half a checkpoint
+        last_save["at"] = time.perf_counter()
+        last_save["cost"] = last_save["at"] - t0
+
+    def checkpoint_due(epoch: int) -> bool:
+        if checkpoint_every is None:
+            return time.perf_counter() - last_save["at"] >= _CHECKPOINT_COST_RATIO * last_save["cost"]
+        return checkpoint_every > 0 and epoch % checkpoint_every == 0
 
     test_epochs = set(cfg.test_epochs)
     model.train()
@@ -206,14 +244,12 @@ def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | N
         metrics["seconds"] = time.perf_counter() - t0
         result.history.append({"epoch": epoch, **metrics})
         result.epochs_done = epoch
+        stop = epoch < cfg.epochs and should_stop is not None and should_stop()
+        if epoch < cfg.epochs and (stop or checkpoint_due(epoch)):
+            save_checkpoint(epoch)      # before the report: the checkpoint is never behind the store
         if on_epoch:
             on_epoch(EpochReport(epoch, cfg.epochs, metrics, tests))
-        if epoch == cfg.epochs:
-            break
-        if cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0:
-            save_checkpoint(epoch)
-        if should_stop and should_stop():
-            save_checkpoint(epoch)
+        if stop:
             result.status = "cancelled"
             break
     result.seconds = time.perf_counter() - started
