@@ -2,7 +2,7 @@
 import streamlit as st
 
 from adlapp import study
-from adlapp.config import ACTIVATIONS, OPTIMIZERS
+from adlapp.config import ACTIVATIONS, LIMITS, OPTIMIZERS
 from pages import _common as ui
 
 st.title("CNN: batch-norm and optimizers")
@@ -23,13 +23,16 @@ with right:
     activation = st.selectbox("activation", ACTIVATIONS, index=ACTIVATIONS.index("elu"), key="cnn_activation",
                               **ui.KEEP)
     seeds_text = st.text_input("seeds: a count (3) or a list (0,1,2)", value="3", key="cnn_seeds", **ui.KEEP)
-    epochs = st.number_input("epochs", min_value=0, value=200, step=10, key="cnn_epochs", **ui.KEEP)
+    epochs = st.number_input("epochs", min_value=0, max_value=LIMITS["epochs"], value=200, step=10,
+                             key="cnn_epochs", **ui.KEEP)
     dataset = st.text_input("data set: cards, or a folder ROOT/{train,valid,test}/<class>/*.png", value="cards",
                             key="cnn_dataset", **ui.KEEP)
     with st.expander("Advanced: training-set size and batch size"):
-        per_class = st.number_input("cards: training images per class", min_value=1, value=20,
-                                    key="cnn_train_per_class", **ui.KEEP)
-        batch = st.number_input("batch size", min_value=1, value=64, key="cnn_batch", **ui.KEEP)
+        per_class = st.number_input("cards: training images per class", min_value=1,
+                                    max_value=LIMITS["train_per_class"], value=20, key="cnn_train_per_class",
+                                    **ui.KEEP)
+        batch = st.number_input("batch size", min_value=1, max_value=LIMITS["batch_size"], value=64,
+                                key="cnn_batch", **ui.KEEP)
 
 choice = study.StudyChoice(
     "cnn", variants=tuple(names), custom=(custom,) if custom_on else (),

@@ -1,10 +1,12 @@
 """Runs: every run in the store with status and progress; cancel, delete, import and export bundles."""
+import sqlite3
+
 import streamlit as st
 
 from adlapp import study
 from adlapp.bundle import BundleError
 from adlapp.jobs import LocalProcessBackend
-from adlapp.store import ACTIVE
+from adlapp.store import ACTIVE, StoreError
 from pages import _common as ui
 
 st.title("Runs")
@@ -45,9 +47,13 @@ with c2:
     idle = overview.loc[overview["status"] != "running", "key"]
     delete = st.multiselect("delete runs", list(idle), format_func=labels.get, key="runs_delete_sel")
     if st.button("Delete selected", key="runs_delete_btn", disabled=not delete):
-        for k in delete:
-            s.delete(k)
-        st.rerun()
+        try:
+            for k in delete:
+                s.delete(k)
+        except (KeyError, StoreError, sqlite3.Error, OSError) as e:
+            st.error(f"Not deleted: {e}")
+        else:
+            st.rerun()
 
 st.subheader("Bundles")
 c1, c2 = st.columns(2)
@@ -60,7 +66,8 @@ with c1:
     if upload is not None and st.button("Import bundle", key="runs_import_btn"):
         try:
             st.success(f"Imported {len(study.import_bytes(s, upload.name, upload.getvalue()))} new run(s).")
-        except BundleError as e:
+        except (BundleError, StoreError, sqlite3.Error, OSError, MemoryError) as e:
+            # One line naming what is wrong; the store is unchanged (a failed import removes its rows).
             st.error(f"Not imported: {e}")
 with c2:
     cache = ui.cached()

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from adlapp import charts, study
-from adlapp.config import ACTIVATIONS, UPSAMPLINGS
+from adlapp.config import ACTIVATIONS, LIMITS, UPSAMPLINGS
 from pages import _common as ui
 
 st.title("U-Net: upsampling and activation")
@@ -27,10 +27,13 @@ with right:
     dataset = st.text_input("data set: vessels, or a folder ROOT/{train,val,test}/{images,masks}/",
                             value="vessels", key="unet_dataset", **ui.KEEP)
     with st.expander("Advanced: training-set size, image size, batch size"):
-        n_train = st.number_input("vessels: training images", min_value=1, value=48, key="unet_n_train", **ui.KEEP)
-        size = st.number_input("image size (pixels, a multiple of 8)", min_value=8, value=64, step=8,
-                               key="unet_image_size", **ui.KEEP)
-        batch = st.number_input("batch size", min_value=1, value=8, key="unet_batch", **ui.KEEP)
+        n_train = st.number_input("vessels: training images", min_value=1, max_value=LIMITS["n_train"], value=48,
+                                  key="unet_n_train", **ui.KEEP)
+        size = st.number_input("image size (pixels, a multiple of 8)", min_value=8,
+                               max_value=LIMITS["image_size"], value=64, step=8, key="unet_image_size",
+                               **ui.KEEP)
+        batch = st.number_input("batch size", min_value=1, max_value=LIMITS["batch_size"], value=8,
+                                key="unet_batch", **ui.KEEP)
 
 choice = study.StudyChoice(
     "unet", variants=tuple(names), custom=(custom,) if custom_on else (),
