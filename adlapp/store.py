@@ -185,9 +185,7 @@ class RunStore:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         if self.read_only:
-            # WAL readers need to write the -shm file; in a read-only directory only an immutable open works.
-            uri = f"file:{self.db_path.resolve()}?mode=ro&immutable=1"
-            db = sqlite3.connect(uri, uri=True, isolation_level=None)
+            db = _open_read_only(self.db_path)
         else:
             db = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None)
         try:
@@ -593,3 +591,16 @@ def _readable_runs(df: pd.DataFrame) -> pd.DataFrame:
             values = values.where(~bad, -1)
         df[column] = values.astype("int64")
     return df
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection. A WAL database is read through its -shm index when one exists; without one
+    (it cannot be created in a read-only folder) the file is opened as immutable, which sees what was
+    checkpointed into the main file: everything, once the last writer has closed cleanly."""
+    uri = f"file:{path.resolve()}?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        return sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)

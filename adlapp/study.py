@@ -24,6 +24,7 @@ import pandas as pd
 from adlapp.bundle import BundleError, LoadedBundle, export_store, import_bundle, read_bundle_dir
 from adlapp.config import (VARIANTS, ConfigError, RunConfig, base_config, run_key, variant,
                            variant_label)
+from adlapp.folder_layout import capped_list
 from adlapp.store import ACTIVE, FINISHED, RunStore, RunTables
 
 __all__ = [
@@ -128,15 +129,12 @@ def parse_budgets(text: str) -> tuple[list[int], str | None]:
 def check_dataset_folder(path: str | os.PathLike, experiment: str) -> str | None:
     """A cheap, torch-free check of a data folder's layout (no image is decoded); None when it looks right.
 
-    cnn:  ROOT/{train,valid,test}/<class>/*.png|jpg|jpeg, the same classes in every split.
+    cnn:  ROOT/{train,valid,test}/<class>/*.png|jpg|jpeg, at least two classes, the same in every split.
     unet: ROOT/{train,val,test}/{images,masks}/ with one mask per image, matched by file stem.
-    `val` and `valid` are both accepted, as in adlapp.data.folders. The message names the offending path.
+    `val` and `valid` are both accepted, as in adlapp.data.folders. The message names the offending path and
+    lists at most a few of the entries found there.
     """
     root = Path(path).expanduser()
-    if not root.exists():
-        return f"Data folder {root} does not exist."
-    if not root.is_dir():
-        return f"Data folder {root} is not a directory."
 
     def dirs(p: Path) -> list[Path]:
         return sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -145,45 +143,60 @@ def check_dataset_folder(path: str | os.PathLike, experiment: str) -> str | None
         return [f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
                 and f.suffix.lower() in IMAGE_EXTENSIONS]
 
-    val_first = "valid" if experiment == "cnn" else "val"
-    splits: dict[str, Path] = {}
-    for split, names in (("train", ("train",)), ("val", (val_first,) + tuple(n for n in _VAL_NAMES
-                                                                            if n != val_first)),
-                         ("test", ("test",))):
-        found = next((root / n for n in names if (root / n).is_dir()), None)
-        if found is None:
-            present = ", ".join(d.name for d in dirs(root)) or "nothing"
-            return (f"Data folder {root} has no '{names[0]}' folder: expected train/{val_first}/test "
-                    f"(found: {present}).")
-        splits[split] = found
-    if experiment == "cnn":
-        classes = None
-        for split, p in splits.items():
-            here = {d.name: d for d in dirs(p)}
-            if not here:
-                return f"Split folder {p} has no class folders (expected {p}/<class name>/*.png)."
-            if classes is None:
-                classes = set(here)
-            elif set(here) != classes:
-                diff = sorted(classes ^ set(here))
-                return f"Split folder {p} has different classes from {splits['train']}: {', '.join(diff[:5])}."
-            for d in here.values():
-                if not images(d):
-                    return f"Class folder {d} has no images ({', '.join(IMAGE_EXTENSIONS)})."
+    try:
+        if not root.exists():
+            return f"Data folder {root} does not exist."
+        if not root.is_dir():
+            return f"Data folder {root} is not a directory."
+        val_first = "valid" if experiment == "cnn" else "val"
+        splits: dict[str, Path] = {}
+        for split, names in (("train", ("train",)), ("val", (val_first,) + tuple(n for n in _VAL_NAMES
+                                                                                if n != val_first)),
+                             ("test", ("test",))):
+            found = next((root / n for n in names if (root / n).is_dir()), None)
+            if found is None:
+                present = capped_list(d.name for d in dirs(root))
+                return (f"Data folder {root} has no '{names[0]}' folder: expected train/{val_first}/test "
+                        f"(found: {present}).")
+            splits[split] = found
+        if experiment == "cnn":
+            classes = None
+            for p in splits.values():
+                here = {d.name: d for d in dirs(p)}
+                if not here:
+                    return f"Split folder {p} has no class folders (expected {p}/<class name>/*.png)."
+                if classes is None:
+                    # One class trains to accuracy 1.0 without learning anything; the loader refuses it too.
+                    if len(here) < 2:
+                        return (f"Split folder {p} has only one class folder ({next(iter(here))}); "
+                                "classification needs at least two classes.")
+                    classes = set(here)
+                elif set(here) != classes:
+                    diff = sorted(classes ^ set(here))
+                    return (f"Split folder {p} has different classes from {splits['train']}: "
+                            f"{capped_list(diff)}.")
+                for d in here.values():
+                    if not images(d):
+                        return f"Class folder {d} has no images ({', '.join(IMAGE_EXTENSIONS)})."
+            return None
+        for p in splits.values():
+            stems = {}
+            for kind in ("images", "masks"):
+                if not (p / kind).is_dir():
+                    return f"Split folder {p} has no '{kind}' folder (expected {p}/images and {p}/masks)."
+                stems[kind] = {f.stem: f for f in images(p / kind)}
+            if not stems["images"]:
+                return f"Split folder {p} has no images in {p / 'images'}."
+            for stem in sorted(set(stems["images"]) ^ set(stems["masks"])):
+                if stem in stems["images"]:
+                    return f"Image {stems['images'][stem]} has no mask with stem '{stem}' in {p / 'masks'}."
+                return f"Mask {stems['masks'][stem]} has no image with stem '{stem}' in {p / 'images'}."
         return None
-    for split, p in splits.items():
-        stems = {}
-        for kind in ("images", "masks"):
-            if not (p / kind).is_dir():
-                return f"Split folder {p} has no '{kind}' folder (expected {p}/images and {p}/masks)."
-            stems[kind] = {f.stem: f for f in images(p / kind)}
-        if not stems["images"]:
-            return f"Split folder {p} has no images in {p / 'images'}."
-        for stem in sorted(set(stems["images"]) ^ set(stems["masks"])):
-            if stem in stems["images"]:
-                return f"Image {stems['images'][stem]} has no mask with stem '{stem}' in {p / 'masks'}."
-            return f"Mask {stems['masks'][stem]} has no image with stem '{stem}' in {p / 'images'}."
-    return None
+    except OSError as e:
+        # A folder without read permission, or a path the OS rejects (a name too long): a message for the
+        # page, not a traceback.
+        where = f" ({e.filename})" if e.filename and str(e.filename) != str(root) else ""
+        return f"Data folder {root} cannot be read: {e.strerror or e}{where}."
 
 
 def make_requests(choice: StudyChoice) -> tuple[list[tuple[RunConfig, int]], list[str]]:
@@ -430,14 +443,26 @@ def export_bytes(store: RunStore) -> bytes:
 
 
 def import_bytes(store: RunStore, name: str, data: bytes) -> list[str]:
-    """Import an uploaded bundle; returns the keys of runs new to the store. Raises BundleError naming it."""
+    """Import an uploaded bundle; returns the keys of runs new to the store. Raises BundleError naming it.
+
+    `name` is whatever the browser sent, so it is never used as a path: the bytes go to a file in a private
+    temporary folder whose name keeps only the safe characters of the upload's last path component (the store
+    records it as the runs' source), and messages show the name with control characters replaced.
+    """
+    display = "".join(c if c.isprintable() else "?" for c in str(name))[:200] or "upload"
+    # ".." as a file name is the temp folder's parent (the old IsADirectoryError) and "a/../b" escapes it; keeping
+    # letters, digits and " ._+-()" of the last component, without leading dots, leaves none of that, and the byte
+    # cap keeps the name under every file system's 255-byte limit.
+    base = str(name).replace("\\", "/").rsplit("/", 1)[-1]
+    safe = "".join(c if c.isalnum() or c in " ._+-()" else "_" for c in base).strip().lstrip(".")
+    safe = safe.encode()[:150].decode(errors="ignore").strip()
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / (Path(name).name or "upload.zip")
+        path = Path(tmp) / (safe or "upload.zip")
         path.write_bytes(data)
         try:
             return import_bundle(store, path)
         except BundleError as e:
-            raise BundleError(str(e).replace(str(path), name)) from None
+            raise BundleError(str(e).replace(str(path), display)) from None
 
 
 def import_cached(store: RunStore, folder: str | os.PathLike) -> tuple[list[str], list[str]]:

@@ -353,8 +353,9 @@ def test_make_requests_rejects_bad_choices(choice, message):
 def test_dataset_folder_check_names_the_problem(tmp_path):
     root = tmp_path / "cards"
     for split in ("train", "valid", "test"):
-        (root / split / "ace").mkdir(parents=True)
-        (root / split / "ace" / "a.png").write_bytes(b"")
+        for name in ("ace", "two"):                 # two classes: one alone is refused (it would score 1.0)
+            (root / split / name).mkdir(parents=True)
+            (root / split / name / "a.png").write_bytes(b"")
     assert study.check_dataset_folder(root, "cnn") is None
     (root / "test" / "king").mkdir()
     assert "has different classes" in study.check_dataset_folder(root, "cnn")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from adlapp.config import DataConfig
-from adlapp.data.base import ClassificationData, DataError, SegmentationData
+from adlapp.data.base import ClassificationData, DataError, SegmentationData, skipped_summary
 from adlapp.data.cards import make_cards
 from adlapp.data.folders import load_image_folder, load_segmentation_folder
 from adlapp.data.vessels import make_vessels
@@ -19,7 +19,7 @@ from adlapp.data.vessels import make_vessels
 __all__ = [
     "TASKS", "BUILTIN", "DataError", "ClassificationData", "SegmentationData", "load_data",
     "describe_data", "clear_cache", "make_cards", "make_vessels", "load_image_folder",
-    "load_segmentation_folder",
+    "load_segmentation_folder", "skipped_summary",
 ]
 
 TASKS: tuple[str, ...] = ("classification", "segmentation")
@@ -48,7 +48,11 @@ def load_data(cfg: DataConfig, task: str) -> ClassificationData | SegmentationDa
     if name == "vessels":
         return _load(("vessels", cfg.n_train, cfg.image_size, cfg.seed))
     path = Path(name).expanduser()
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as e:   # e.g. a name too long for the OS: still a bad data set name, not a crash
+        raise DataError(f"dataset {name!r}: not a usable path ({e.strerror or e})") from e
+    if not exists:
         known = ", ".join(BUILTIN)
         raise DataError(f"dataset {name!r}: not a built-in set ({known}) and no folder at {path}")
     size = cfg.image_size if task == "segmentation" else 0

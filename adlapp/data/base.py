@@ -6,11 +6,14 @@ only, so validation and test numbers never leak into the inputs the model sees.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 
 import numpy as np
 import torch
 
-__all__ = ["DataError", "ClassificationData", "SegmentationData", "standardise", "check_int"]
+from adlapp.folder_layout import capped_list
+
+__all__ = ["DataError", "ClassificationData", "SegmentationData", "standardise", "check_int", "skipped_summary"]
 
 
 class DataError(ValueError):
@@ -24,6 +27,7 @@ class ClassificationData:
     `*_x` are (N, 3, 28, 28) float32, standardised per channel with train statistics; `*_y` are (N,)
     int64 indices into `class_names`. `skipped` lists files that could not be read and were left out.
     `mean`/`std` are the per-channel statistics that were removed: `x * std + mean` is back in [0, 1].
+    `root` is the folder the data was loaded from ("" for a generated set).
     """
 
     train_x: torch.Tensor
@@ -36,6 +40,7 @@ class ClassificationData:
     skipped: tuple[str, ...] = ()
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    root: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -47,7 +52,7 @@ class SegmentationData:
     """Binary segmentation splits.
 
     `*_x` are (N, 3, H, W) float32, standardised per channel with train statistics; `*_y` are
-    (N, 1, H, W) float32 masks in {0., 1.} (1 = foreground). `skipped`, `mean`, `std` as in
+    (N, 1, H, W) float32 masks in {0., 1.} (1 = foreground). `skipped`, `mean`, `std`, `root` as in
     `ClassificationData`.
     """
 
@@ -60,6 +65,27 @@ class SegmentationData:
     skipped: tuple[str, ...] = ()
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    root: str = ""
+
+
+def skipped_summary(data: ClassificationData | SegmentationData, limit: int = 3) -> str | None:
+    """One line reporting the unreadable image files a loader left out, or None when none were.
+
+    e.g. "skipped 4 unreadable image file(s): train/a/x.png, train/b/y.jpg, val/a/z.png and 1 more".
+    Names are relative to the data folder when the file lies inside it (the full path otherwise), and at
+    most `limit` are named, so a folder with hundreds of broken files still gives one readable line.
+    """
+    if not data.skipped:
+        return None
+    names = [_relative(p, data.root) for p in data.skipped]
+    return f"skipped {len(names)} unreadable image file(s): {capped_list(names, limit)}"
+
+
+def _relative(path: str, root: str) -> str:
+    # Pure path arithmetic: the files may have been moved or deleted since loading, and a summary must not fail.
+    if root and PurePath(path).is_relative_to(root):
+        return str(PurePath(path).relative_to(root))
+    return path
 
 
 def check_int(name: str, value: object, minimum: int) -> None:

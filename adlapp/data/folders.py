@@ -2,10 +2,13 @@
 
 Every file is decoded, converted and resized once, here; after loading there is no per-item PIL
 work, everything is a tensor. Unreadable image files are skipped and listed in `skipped` so the UI
-can report them; a layout problem is a `DataError` whose message names the path.
+can report them (`skipped_summary` words it); a layout problem is a `DataError` whose message names the path
+and lists at most a few of the entries it found.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ import torch
 from PIL import Image
 
 from adlapp.data.base import ClassificationData, DataError, SegmentationData, check_int, standardise
+from adlapp.folder_layout import capped_list
 
 __all__ = ["IMAGE_EXTENSIONS", "load_image_folder", "load_segmentation_folder"]
 
@@ -22,6 +26,22 @@ CLASSIFICATION_IMAGE_SIZE = 28   # the course CNN's flatten layer assumes 28 x 2
 # The public card set names its validation split "valid"; segmentation sets usually say "val".
 # Either spelling is accepted for both, the first one found wins.
 _VAL_NAMES: tuple[str, ...] = ("valid", "val")
+
+
+@contextmanager
+def _readable(root: str | Path) -> Iterator[None]:
+    """Turn an OS error met while scanning the folder tree into a `DataError` naming the path.
+
+    Image decoding errors never get here (`_read_rgb`/`_read_mask` skip those files); what does is a folder
+    that cannot be listed (permissions) or a path the OS rejects outright (a name too long), which would
+    otherwise surface as a traceback instead of a one-line message.
+    """
+    try:
+        yield
+    except OSError as e:
+        # Name the entry the OS refused when it is not the folder itself (a subfolder without permission).
+        where = f" ({e.filename})" if e.filename and str(e.filename) != str(root) else ""
+        raise DataError(f"data folder {root} cannot be read: {e.strerror or e}{where}") from e
 
 
 def _root(root: str | Path) -> Path:
@@ -48,7 +68,7 @@ def _split_dirs(root: Path, val_first: str) -> dict[str, Path]:
                 found[split] = root / name
                 break
         else:
-            present = ", ".join(p.name for p in _visible_dirs(root)) or "nothing"
+            present = capped_list(p.name for p in _visible_dirs(root))
             raise DataError(f"data folder {root} has no '{names[0]}' split folder "
                             f"(expected train/{val_first}/test; found: {present})")
     return found
@@ -98,13 +118,17 @@ def load_image_folder(root: str | Path, size: int = CLASSIFICATION_IMAGE_SIZE) -
 
     Raises:
       DataError, naming the path: ROOT missing or not a directory; a split folder missing; a split
-      without class folders; a class folder without images, or with only unreadable ones; class sets
-      that differ between splits.
+      without class folders; fewer than two classes; a class folder without images, or with only
+      unreadable ones; class sets that differ between splits; a folder that cannot be listed.
     Returns:
       `ClassificationData` with (N, 3, size, size) standardised images and (N,) int64 labels.
     """
     check_int("size", size, 1)
-    root = _root(root)
+    with _readable(root):
+        return _load_image_folder(_root(root), size)
+
+
+def _load_image_folder(root: Path, size: int) -> ClassificationData:
     splits = _split_dirs(root, "valid")
     class_dirs: dict[str, dict[str, Path]] = {}
     for split, path in splits.items():
@@ -114,11 +138,15 @@ def load_image_folder(root: str | Path, size: int = CLASSIFICATION_IMAGE_SIZE) -
                             f"(expected {path}/<class name>/*.png)")
         class_dirs[split] = {d.name: d for d in dirs}
     classes = tuple(sorted(class_dirs["train"]))
+    if len(classes) < 2:
+        # One class trains to accuracy 1.0 without learning anything; refuse it rather than report that.
+        raise DataError(f"split folder {splits['train']} has only one class folder ({classes[0]}); "
+                        "classification needs at least two classes")
     for split in ("val", "test"):
         have = set(class_dirs[split])
         missing, extra = sorted(set(classes) - have), sorted(have - set(classes))
         if missing or extra:
-            parts = [f"{what} {', '.join(names)}"
+            parts = [f"{what} {capped_list(names)}"
                      for what, names in (("missing", missing), ("extra", extra)) if names]
             raise DataError(f"split folder {splits[split]} has different classes from "
                             f"{splits['train']}: " + "; ".join(parts))
@@ -151,7 +179,7 @@ def load_image_folder(root: str | Path, size: int = CLASSIFICATION_IMAGE_SIZE) -
         train_x=tr, train_y=torch.from_numpy(arrays["train"][1]),
         val_x=va, val_y=torch.from_numpy(arrays["val"][1]),
         test_x=te, test_y=torch.from_numpy(arrays["test"][1]),
-        class_names=classes, skipped=tuple(skipped), mean=mean, std=std,
+        class_names=classes, skipped=tuple(skipped), mean=mean, std=std, root=str(root),
     )
 
 
@@ -177,12 +205,16 @@ def load_segmentation_folder(root: str | Path, size: int = 64) -> SegmentationDa
     Raises:
       DataError, naming the path: ROOT missing; a split, images or masks folder missing; a mask
       without an image or an image without a mask (naming the stem); a split with no pairs, or
-      none readable.
+      none readable; a folder that cannot be listed.
     Returns:
       `SegmentationData` with (N, 3, size, size) standardised images, (N, 1, size, size) masks.
     """
     check_int("size", size, 1)
-    root = _root(root)
+    with _readable(root):
+        return _load_segmentation_folder(_root(root), size)
+
+
+def _load_segmentation_folder(root: Path, size: int) -> SegmentationData:
     splits = _split_dirs(root, "val")
     skipped: list[str] = []
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -191,7 +223,7 @@ def load_segmentation_folder(root: str | Path, size: int = 64) -> SegmentationDa
         for kind in ("images", "masks"):
             sub[kind] = path / kind
             if not sub[kind].is_dir():
-                present = ", ".join(p.name for p in _visible_dirs(path)) or "nothing"
+                present = capped_list(p.name for p in _visible_dirs(path))
                 raise DataError(f"split folder {path} has no '{kind}' folder (found: {present})")
         images, masks = _stems(sub["images"]), _stems(sub["masks"])
         for stem in sorted(set(masks) - set(images)):
@@ -221,5 +253,5 @@ def load_segmentation_folder(root: str | Path, size: int = 64) -> SegmentationDa
         train_x=tr, train_y=torch.from_numpy(arrays["train"][1]),
         val_x=va, val_y=torch.from_numpy(arrays["val"][1]),
         test_x=te, test_y=torch.from_numpy(arrays["test"][1]),
-        skipped=tuple(skipped), mean=mean, std=std,
+        skipped=tuple(skipped), mean=mean, std=std, root=str(root),
     )
