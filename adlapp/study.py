@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 
 from adlapp.bundle import BundleError, LoadedBundle, export_store, import_bundle, read_bundle_dir
-from adlapp.config import (VARIANTS, ConfigError, RunConfig, base_config, run_key, variant,
-                           variant_label)
+from adlapp.config import (LIMITS, VARIANTS, ConfigError, RunConfig, base_config, parse_seeds, run_key,
+                           variant, variant_label)
 from adlapp.folder_layout import capped_list
 from adlapp.store import ACTIVE, FINISHED, RunStore, RunTables
 
@@ -95,24 +95,6 @@ class StudyChoice:
     batch_size: int | None = None
 
 
-def parse_seeds(text: str) -> tuple[list[int], str | None]:
-    """'3' → seeds 0,1,2; '0,5,7' → exactly those. Returns (seeds, error message or None)."""
-    text = (text or "").strip()
-    if not text:
-        return [], "Choose at least one seed (a count such as 3, or a list such as 0,1,2)."
-    try:
-        values = [int(t) for t in text.replace(" ", ",").split(",") if t.strip()]
-    except ValueError:
-        return [], f"Seeds {text!r}: give a count (3) or a comma-separated list of whole numbers (0,1,2)."
-    if len(values) == 1 and "," not in text and " " not in text:
-        if values[0] < 1:
-            return [], f"Seeds {text!r}: the number of seeds must be at least 1."
-        return list(range(values[0])), None
-    if any(v < 0 for v in values) or len(set(values)) != len(values):
-        return [], f"Seeds {text!r}: seeds must be distinct whole numbers >= 0."
-    return values, None
-
-
 def parse_budgets(text: str) -> tuple[list[int], str | None]:
     """'200,400,1000' → [200, 400, 1000]: the epochs after which the test split is scored."""
     try:
@@ -121,8 +103,8 @@ def parse_budgets(text: str) -> tuple[list[int], str | None]:
         return [], f"Epoch budgets {text!r}: give whole numbers separated by commas, e.g. 200,400,1000."
     if not values:
         return [], "Choose at least one epoch budget (e.g. 200,400,1000)."
-    if values[0] < 1:
-        return [], f"Epoch budgets {text!r}: every budget must be at least 1 epoch."
+    if values[0] < 1 or values[-1] > LIMITS["epochs"]:
+        return [], f"Epoch budgets {text[:40]!r}: every budget must be from 1 to {LIMITS['epochs']:,} epochs."
     return values, None
 
 
