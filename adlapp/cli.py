@@ -124,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--all", action="store_true", help="every interrupted run in the store")
     u.add_argument("--device", default="auto")
     u.add_argument("--threads", type=_threads, help="torch CPU threads for runs that start afresh")
+    u.add_argument("--checkpoint-every", type=int, default=None, help="as for train")
     u.add_argument("--store")
 
     r = sub.add_parser("runs", help="list runs in the store")
@@ -244,6 +245,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
     if bool(args.keys) == bool(args.all):
         raise CliError("name the runs to resume (their ids, see `runs`) or give --all, not both")
+    if args.checkpoint_every is not None and args.checkpoint_every < 0:
+        raise CliError(f"--checkpoint-every {args.checkpoint_every}: must be >= 0")
     _prepare_training(args.device, args.threads)
     store = RunStore(args.store)
     store.mark_stale()
@@ -267,7 +270,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
             continue
         _, cfg, seed = claimed
         final = run_claimed(store, key, cfg, seed, device=args.device, flag=flag,
-                            progress=_progress_bar(f"{cfg.experiment} seed {seed}", cfg.epochs))
+                            progress=_progress_bar(f"{cfg.experiment} seed {seed}", cfg.epochs),
+                            checkpoint_every=args.checkpoint_every)
         how = _text(store.get(key)["notes"]) or "started afresh"
         print(f"{key} seed={seed}: {final} ({how})", file=sys.stderr)
         failures += final == "failed"

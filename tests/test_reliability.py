@@ -372,3 +372,28 @@ def test_a_read_only_store_can_be_listed_and_refuses_writes_clearly(read_only_st
     assert store.read_only
     with pytest.raises(StoreError, match="read-only"):
         store.enqueue(tiny_cnn(2), 0)
+
+
+def test_the_runs_page_lists_and_deletes_a_row_with_a_text_seed(app_env):
+    from streamlit.testing.v1 import AppTest
+
+    store = RunStore(app_env / "store")
+    insert_raw_run(store, "0123456789abcdef", "done", seed="zero")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception, at.exception
+    assert "the stored seed is not a whole number" in at.dataframe[0].value["error"].iloc[0]
+    at.multiselect(key="runs_delete_sel").select("0123456789abcdef").run()
+    at.button(key="runs_delete_btn").click().run()
+    assert not at.exception, at.exception
+    assert store.runs().empty
+
+
+def test_kill_minus_nine_at_random_points_then_resume_loses_nothing():
+    """The fault-injection script at CI size (3 kills); `scripts/fault_injection.py --kills 12` is the full one."""
+    out = subprocess.run([sys.executable, "scripts/fault_injection.py", "--kills", "3", "--epochs", "6", "--json",
+                          "--timeout", "300"], cwd=ROOT, capture_output=True, text=True, timeout=400)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["failures"] == [] and out.returncode == 0, report
+    assert report["kills"] == 3
+    assert all(k["resumed_from"] >= k["rows_before"] - 1 for k in report["log"][1:]), report["log"]
