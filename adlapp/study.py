@@ -390,10 +390,10 @@ def runs_overview(store: RunStore) -> pd.DataFrame:
     store.mark_stale()
     runs = store.runs()
     if runs.empty:
-        return pd.DataFrame(columns=["key", "experiment", "variant", "seed", "status", "progress", "epoch",
-                                     "epochs", "device", "duration", "s/epoch", "ETA", "source", "error"])
+        return pd.DataFrame(columns=_OVERVIEW_COLUMNS)
     prog = progress(runs, _recent_seconds(store, list(runs.loc[runs["status"] == "running", "key"])))
-    out = runs[["key", "experiment", "variant", "seed", "status", "device", "source", "error"]].copy()
+    out = runs[["key", "experiment", "variant", "seed", "status", "device", "threads", "source", "error",
+                "notes"]].copy()
     out["progress"] = prog["fraction"].to_numpy()
     out["epoch"] = prog["epoch"].to_numpy()
     out["epochs"] = prog["epochs"].to_numpy()
@@ -401,8 +401,12 @@ def runs_overview(store: RunStore) -> pd.DataFrame:
     out["s/epoch"] = prog["sec_per_epoch"].to_numpy()
     out["ETA"] = [fmt_duration(s) if s is not None and st == "running" else ""
                   for s, st in zip(prog["eta_s"], prog["status"])]
-    return out[["key", "experiment", "variant", "seed", "status", "progress", "epoch", "epochs", "device",
-                "duration", "s/epoch", "ETA", "source", "error"]]
+    return out[_OVERVIEW_COLUMNS]
+
+
+# threads: CPU threads the run trained with (its numbers depend on it); notes: resumes, skipped files.
+_OVERVIEW_COLUMNS = ["key", "experiment", "variant", "seed", "status", "progress", "epoch", "epochs", "device",
+                     "threads", "duration", "s/epoch", "ETA", "source", "error", "notes"]
 
 
 def _recent_seconds(store: RunStore, running: list[str]) -> pd.DataFrame:
