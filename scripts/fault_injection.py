@@ -53,8 +53,11 @@ def tests(store: Path) -> dict[tuple[int, str], float]:
 def last_epoch(store: Path) -> int:
     if not (store / "runs.sqlite").exists():
         return 0
-    with sqlite3.connect(store / "runs.sqlite") as db:
-        row = db.execute("SELECT max(epoch) FROM epoch_metrics").fetchone()
+    try:
+        with sqlite3.connect(store / "runs.sqlite") as db:
+            row = db.execute("SELECT max(epoch) FROM epoch_metrics").fetchone()
+    except sqlite3.OperationalError:          # the trainer is creating the store right now
+        return 0
     return int(row[0] or 0)
 
 

@@ -397,3 +397,38 @@ def test_kill_minus_nine_at_random_points_then_resume_loses_nothing():
     assert report["failures"] == [] and out.returncode == 0, report
     assert report["kills"] == 3
     assert all(k["resumed_from"] >= 1 for k in report["log"][1:]), report["log"]   # never from scratch
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MiB tmpfs, filled up after the store is created in it."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        RunStore(mnt / "store")
+        with open(mnt / "filler", "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        yield mnt / "store"
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_is_a_one_line_error_and_the_store_stays_intact(full_disk, course_bundles):
+    out = cli("import", str(course_bundles / "unet.zip"), "--store", str(full_disk))
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "full" in out.stderr
+    (full_disk.parent / "filler").unlink()            # space again: nothing half-imported may remain visible
+    store = RunStore(full_disk)
+    store.mark_stale()
+    assert store.runs().empty and store.epoch_metrics()[0].empty
+    with sqlite3.connect(store.db_path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
