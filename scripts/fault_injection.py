@@ -128,7 +128,8 @@ def run(kills: int, epochs: int, checkpoint_every: int | None, seed: int, timeou
             failures.append("final integrity_check failed")
     # Epochs a kill costs: what had been recorded minus where the next attempt resumed from.
     per_kill = [k["reached"] - nxt["resumed_from"] for k, nxt in zip(kills_log, kills_log[1:])]
-    return {"kills": len(kills_log), "epochs": epochs, "checkpoint_every": checkpoint_every or "adaptive",
+    every_label = "adaptive" if checkpoint_every is None else checkpoint_every
+    return {"kills": len(kills_log), "epochs": epochs, "checkpoint_every": every_label,
             "log": kills_log, "epochs_lost_per_kill": per_kill,
             "mean_epochs_lost_per_kill": (sum(per_kill) / len(per_kill)) if per_kill else 0.0,
             "failures": failures}
