@@ -271,11 +271,14 @@ def _as_whole(value: Any) -> int | None:
     return None
 
 
-def _read_column(path: Path, name: str, pf: pq.ParquetFile, column: str) -> pa.Array:
+def _read_column(pf: pq.ParquetFile, column: str) -> pa.Array:
+    """One column as a single array (dictionaries unified across row groups)."""
     table = pf.read(columns=[column])
     col = table.column(0)
     if pa.types.is_dictionary(col.type):
         col = table.unify_dictionaries().column(0)
+    elif _is_text_type(col.type):     # text that Parquet did not hand back as a dictionary
+        col = col.dictionary_encode()
     return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
 
 
@@ -402,10 +405,9 @@ def _read_runs(path: Path, blob: bytearray, rows: int) -> tuple[pd.DataFrame, di
             return pd.Series(values, dtype="int64")
         if name in _TIME_COLUMNS:
             return pd.Series(values, dtype="float64")
-        if name in _WHOLE_COLUMNS:       # nullable whole numbers: ints or None, as SQLite gives them
-            return pd.Series(values, dtype="object")
-        return pd.Series(values, dtype="str") if any(v is not None for v in values) else \
-            pd.Series(values, dtype="object")
+        if name in _WHOLE_COLUMNS or all(v is None for v in values):
+            return pd.Series(values, dtype="object")      # ints or None, as SQLite gives nullable integers
+        return pd.Series(values, dtype="str")
     return pd.DataFrame({name: column(name) for name in RUN_COLUMNS}), test_epochs
 
 
@@ -438,7 +440,7 @@ def _read_metrics(path: Path, table_name: str, blob: bytearray, rows: int, runs:
 
     # Keys: rank each run key in sorted order, so that the sorted tables write_bundle makes give increasing
     # (key, epoch, name) codes and duplicates are ruled out in one pass.
-    keys = _read_column(path, name, pf, "key")
+    keys = _read_column(pf, "key")
     run_keys = np.sort(runs["key"].to_numpy(dtype=object)).astype(str)
     if n and not pa.types.is_dictionary(keys.type):
         raise BundleError(f"{path}: {name} column 'key' has type {keys.type}; expected text")
@@ -447,8 +449,7 @@ def _read_metrics(path: Path, table_name: str, blob: bytearray, rows: int, runs:
     key_idx = keys.indices.to_numpy(zero_copy_only=False).astype(np.int64) if n else np.zeros(0, np.int64)
     key_values = keys.dictionary.to_pylist() if n else []
     used = np.flatnonzero(np.bincount(key_idx, minlength=len(key_values)))
-    key_rank_of = pd.Index(run_keys).get_indexer(pd.Index([str(key_values[i]) for i in used], dtype=object)) \
-        if len(used) else np.zeros(0, np.int64)
+    key_rank_of = pd.Index(run_keys).get_indexer([str(key_values[i]) for i in used])
     unknown = used[key_rank_of < 0]
     if len(unknown):
         raise BundleError(f"{path}: {name}: run {_run_label(key_values[unknown[0]])}: key: not a run of this "
@@ -472,7 +473,7 @@ def _read_metrics(path: Path, table_name: str, blob: bytearray, rows: int, runs:
                               f"{'text' if column == 'name' else 'numbers'}")
 
     # Epochs: whole numbers from 1 to the run's epochs (tests: one of the run's test epochs).
-    epoch_col = _read_column(path, name, pf, "epoch")
+    epoch_col = _read_column(pf, "epoch")
     if epoch_col.null_count:
         row = int(np.argmax(epoch_col.is_null().to_numpy(zero_copy_only=False)))
         raise BundleError(f"{where(row, 'epoch', show=False)}: missing")
@@ -507,21 +508,21 @@ def _read_metrics(path: Path, table_name: str, blob: bytearray, rows: int, runs:
                               f"only after epoch(s) {', '.join(map(str, test_epochs[str(key_values[key_idx[row]])]))}")
 
     # Names: short identifiers, checked on the dictionary before any string is expanded.
-    names = _read_column(path, name, pf, "name")
+    names = _read_column(pf, "name")
     if names.null_count:
         row = int(np.argmax(names.is_null().to_numpy(zero_copy_only=False)))
         raise BundleError(f"{where(row, 'name', show=False)}: missing")
     name_idx = names.indices.to_numpy(zero_copy_only=False).astype(np.int64) if n else np.zeros(0, np.int64)
     name_values = names.dictionary.to_pylist() if n else []
     used = np.flatnonzero(np.bincount(name_idx, minlength=len(name_values)))
+    if len(used) > MAX_METRIC_NAMES:
+        raise BundleError(f"{path}: {name}: {len(used):,} distinct metric names; at most {MAX_METRIC_NAMES:,}")
     for i in used:
-        if not _METRIC_NAME.fullmatch(name_values[i]):
+        if not isinstance(name_values[i], str) or not _METRIC_NAME.fullmatch(name_values[i]):
             row = int(np.argmax(name_idx == i))
             raise BundleError(f"{where(row, 'name', name_values[i])}: must be a metric name matching "
                               f"{_METRIC_NAME.pattern}")
     known = sorted({name_values[i] for i in used})
-    if len(known) > MAX_METRIC_NAMES:
-        raise BundleError(f"{path}: {name}: {len(known):,} distinct metric names; at most {MAX_METRIC_NAMES:,}")
     lookup = np.full(len(name_values), -1, dtype=np.int64)
     lookup[used] = pd.Index(known).get_indexer([name_values[i] for i in used])
     name_rank = lookup[name_idx]
@@ -537,7 +538,7 @@ def _read_metrics(path: Path, table_name: str, blob: bytearray, rows: int, runs:
                               f"{int(epoch[row])}")
 
     # Values: numbers (NaN = missing) within each known metric's range.
-    value_col = _read_column(path, name, pf, "value")
+    value_col = _read_column(pf, "value")
     value = (pc.cast(value_col, pa.float64()).to_numpy(zero_copy_only=False) if n
              else np.zeros(0, dtype=np.float64))
     low, high = _metric_ranges(known)
@@ -550,9 +551,9 @@ def _read_metrics(path: Path, table_name: str, blob: bytearray, rows: int, runs:
                           f"[{lo:g}, {hi:g}]")
 
     return pa.table({
-        "key": pc.cast(keys, pa.large_string()) if n else pa.array([], pa.large_string()),
+        "key": keys.dictionary_decode() if n else pa.array([], pa.string()),
         "epoch": pa.array(epoch, pa.int64()),
-        "name": pc.cast(names, pa.large_string()) if n else pa.array([], pa.large_string()),
+        "name": names.dictionary_decode() if n else pa.array([], pa.string()),
         "value": pa.array(value, pa.float64()),
     }).to_pandas()
 
@@ -589,23 +590,25 @@ def read_bundle(path: str | Path) -> LoadedBundle:
                 infos = _check_members(path, zf)
                 manifest = _check_manifest(path, _read_member(path, zf, infos["manifest.json"], MAX_MANIFEST_BYTES))
                 counts = manifest["counts"]
-                blobs = {}
-                for name in _TABLES:
-                    member = f"{name}.parquet"
-                    blob = _read_member(path, zf, infos[member], MAX_PARQUET_BYTES)
-                    if hashlib.sha256(blob).hexdigest() != manifest["sha256"][member]:
+
+                def blob(table: str) -> bytearray:
+                    # One member in memory at a time: each is parsed (and dropped) before the next is read.
+                    member = f"{table}.parquet"
+                    data = _read_member(path, zf, infos[member], MAX_PARQUET_BYTES)
+                    if hashlib.sha256(data).hexdigest() != manifest["sha256"][member]:
                         raise BundleError(f"{path}: {member} does not match its checksum in the manifest")
-                    blobs[name] = blob
-        runs, test_epochs = _read_runs(path, blobs.pop("runs"), counts["runs"])
-        epochs = _read_metrics(path, "epochs", blobs.pop("epochs"), counts["epoch_rows"], runs, None)
-        tests = _read_metrics(path, "tests", blobs.pop("tests"), counts["test_rows"], runs, test_epochs)
+                    return data
+
+                runs, test_epochs = _read_runs(path, blob("runs"), counts["runs"])
+                epochs = _read_metrics(path, "epochs", blob("epochs"), counts["epoch_rows"], runs, None)
+                tests = _read_metrics(path, "tests", blob("tests"), counts["test_rows"], runs, test_epochs)
         _check_summary(path, manifest, runs)
     except BundleError:
         raise
     except FileNotFoundError:
         raise BundleError(f"{path}: no such file") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, TypeError, KeyError, IndexError,
-            NotImplementedError, RuntimeError, RecursionError, pa.ArrowException) as e:
+    except (zipfile.BadZipFile, zlib.error, struct.error, EOFError, OSError, ValueError, TypeError, KeyError,
+            IndexError, OverflowError, NotImplementedError, RuntimeError, RecursionError, pa.ArrowException) as e:
         # A damaged zip or Parquet file: any of these may come out of zipfile, zlib or pyarrow.
         raise BundleError(f"{path}: not a readable adlapp bundle ({type(e).__name__}: {_clip(e, 160)})") from None
     return LoadedBundle(path, manifest, RunTables(runs, epochs, tests))

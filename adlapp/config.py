@@ -78,7 +78,7 @@ def parse_seeds(text: str) -> tuple[list[int], str | None]:
         return [], f"Seeds {text[:40]!r}: give a count (3) or a comma-separated list of whole numbers (0,1,2)."
     if len(values) == 1 and "," not in text and " " not in text:
         if not 1 <= values[0] <= MAX_SEEDS:
-            return [], f"Seeds {text[:40]!r}: the number of seeds must be from 1 to {MAX_SEEDS}."
+            return [], f"Seeds {text[:40]!r}: the number of seeds must be at least 1 and at most {MAX_SEEDS}."
         return list(range(values[0])), None
     if any(not 0 <= v <= MAX_SEED for v in values) or len(set(values)) != len(values):
         return [], f"Seeds {text[:40]!r}: seeds must be distinct whole numbers from 0 to {MAX_SEED:,}."
