@@ -17,7 +17,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable, Literal
 
 __all__ = [
-    "CODE_VERSION", "ACTIVATIONS", "UPSAMPLINGS", "OPTIMIZERS", "EXPERIMENTS", "ConfigError",
+    "CODE_VERSION", "ACTIVATIONS", "UPSAMPLINGS", "OPTIMIZERS", "EXPERIMENTS", "EXPERIMENT_INFO",
+    "ExperimentInfo", "BUILTIN_DATASETS", "COURSE_NAMES", "display_name", "RUN_ONLY_FIELDS",
+    "training_signature", "ConfigError",
     "ModelConfig", "OptimConfig", "DataConfig", "RunConfig", "VARIANTS", "variant", "variant_label",
     "run_key", "config_to_dict", "config_from_dict", "base_config", "LIMITS", "MAX_SEEDS", "MAX_SEED",
     "is_run_key", "check_run_key", "parse_seeds",
@@ -27,6 +29,22 @@ CODE_VERSION = "adlapp-1"
 
 Experiment = Literal["cnn", "unet"]
 EXPERIMENTS: tuple[str, ...] = ("cnn", "unet")
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """What an experiment is: its title, its task and the built-in data set it trains on by default."""
+    name: str
+    title: str
+    task: str                         # "classification" | "segmentation"
+    dataset: str                      # built-in data set
+
+
+EXPERIMENT_INFO: dict[str, ExperimentInfo] = {
+    "cnn": ExperimentInfo("cnn", "CNN", "classification", "cards"),
+    "unet": ExperimentInfo("unet", "U-Net", "segmentation", "vessels"),
+}
+BUILTIN_DATASETS: dict[str, str] = {info.dataset: info.name for info in EXPERIMENT_INFO.values()}  # -> experiment
 ACTIVATIONS: tuple[str, ...] = ("elu", "relu", "gelu")
 UPSAMPLINGS: tuple[str, ...] = ("transpose", "nearest", "bilinear")
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
@@ -187,7 +205,9 @@ def _validate(cfg: RunConfig) -> None:
 
 
 def base_config(experiment: str) -> RunConfig:
-    """The course set-up each variant starts from."""
+    """The set-up each variant starts from. For the CNN it is the course's (the report gives layers,
+    optimisers, lr 0.01 and 200 epochs; batch 64 is ours). The report gives no U-Net architecture or
+    hyperparameters: depth 3, base width 8, Adam at lr 0.001, batch 8 are this project's choices."""
     if experiment == "cnn":
         return RunConfig(experiment="cnn", model=ModelConfig(activation="elu"),
                          optim=OptimConfig(name="adam"), data=DataConfig(name="cards"),
@@ -218,12 +238,18 @@ VARIANTS: dict[str, Callable[[], RunConfig]] = {
     "unet/nearest-elu": lambda: _with(base_config("unet"), upsampling="nearest", activation="elu"),
 }
 
-# How the course report names them, for tables and legends.
+# How the course report names them (its Figure 1 captions and its U-Net table): the one display name of a
+# registry variant on every page, chart, table and export.
 COURSE_NAMES: dict[str, str] = {
     "cnn/bn-adam": "BN + Adam", "cnn/adam": "Adam", "cnn/sgd": "SGD",
     "unet/normal": "Normal", "unet/nearest": "Nearest Neighbor", "unet/elu": "Using ELU",
     "unet/nearest-elu": "Nearest and ELU",
 }
+
+
+def display_name(variant_label_: str) -> str:
+    """The course report's name of a registry variant ("BN + Adam"), else the label itself."""
+    return COURSE_NAMES.get(variant_label_, variant_label_)
 
 
 def variant(name: str) -> RunConfig:
@@ -242,6 +268,23 @@ def _model_signature(cfg: RunConfig) -> tuple:
     if cfg.experiment == "cnn":
         return (cfg.experiment, m.batchnorm, m.activation, cfg.optim)
     return (cfg.experiment, m.batchnorm, m.activation, m.upsampling, m.depth, m.base_width, cfg.optim)
+
+
+# Fields that say how long a run trains and when it is scored, not what is trained: runs that differ only
+# in these are the same training (a 200-epoch run is the first 200 epochs of a 1000-epoch run).
+RUN_ONLY_FIELDS: tuple[str, ...] = ("epochs", "eval_at")
+
+
+def training_signature(cfg: RunConfig | dict[str, Any]) -> str:
+    """The one rule for "which runs belong together": canonical JSON of the config minus RUN_ONLY_FIELDS.
+
+    Runs with the same signature are seeds of one training set-up (model, optimiser, data, batch size);
+    curves average them, Compare groups them, summaries count them. A stored config (a dict) is accepted
+    as it is, so a row whose config no longer parses still gets a stable signature."""
+    d = config_to_dict(cfg) if isinstance(cfg, RunConfig) else dict(cfg)
+    d.pop("checkpoint_every", None)
+    return json.dumps({k: v for k, v in d.items() if k not in RUN_ONLY_FIELDS}, sort_keys=True,
+                      separators=(",", ":"), default=str)
 
 
 def variant_label(cfg: RunConfig) -> str:
