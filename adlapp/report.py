@@ -69,3 +69,6 @@ def duration(seconds: float | None) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+# -- runs, plans and progress --------------------------------------------------------------------------------
