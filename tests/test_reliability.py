@@ -95,14 +95,19 @@ def test_a_text_seed_in_an_old_store_does_not_break_listing_or_deleting(tmp_path
 # -- checkpoints: on by default, ahead of the rows, outside the key -----------------------------------------
 def test_checkpoints_are_written_by_default_before_each_epochs_rows(tmp_path):
     seen = []
+    folder = tmp_path / "auto"
 
     def on_epoch(report):
-        state = checkpoint_state(tmp_path)
+        state = checkpoint_state(folder)
         seen.append((report.epoch, state and state["epoch"]))
 
-    train(tiny_cnn(3), 0, on_epoch=on_epoch, device="cpu", checkpoint_dir=tmp_path)
-    # Epochs 1 and 2 are checkpointed before they are reported (the CNN's epoch dwarfs a save);
-    # the last epoch needs none.
+    train(tiny_cnn(3), 0, on_epoch=on_epoch, device="cpu", checkpoint_dir=folder)
+    # By default (adaptive) the first epoch is always checkpointed, before it is reported.
+    assert seen[0] == (1, 1)
+    seen.clear()
+    folder = tmp_path / "every"
+    train(tiny_cnn(3), 0, on_epoch=on_epoch, device="cpu", checkpoint_dir=folder, checkpoint_every=1)
+    # Every epoch's checkpoint is on disk before its rows are reported; the last epoch needs none.
     assert seen == [(1, 1), (2, 2), (3, 2)]
 
 
@@ -361,7 +366,7 @@ def read_only_store(tmp_path):
     try:
         yield ro
     finally:
-        subprocess.run(["umount", str(ro)], check=False)
+        subprocess.run(["umount", "-l", str(ro)], check=False)
 
 
 def test_a_read_only_store_can_be_listed_and_refuses_writes_clearly(read_only_store):
