@@ -139,6 +139,69 @@ def checkpoint_state(checkpoint_dir: str | Path) -> dict | None:
     return {"epoch": int(state["epoch"]), "threads": state.get("threads")}
 
 
+class _Checkpoints:
+    """Where and when a run's checkpoint is written, and how it is read back (tensors only).
+
+    every=None: adaptively, whenever the time since the last write is at least _CHECKPOINT_COST_RATIO
+    times what the last write cost; every=N: each N epochs; every=0: only when the run is stopped."""
+
+    def __init__(self, folder: str | Path | None, every: int | None) -> None:
+        self.path = Path(folder) / _CHECKPOINT if folder else None
+        self.every = every
+        self.last_at, self.last_cost = time.perf_counter(), 0.0
+
+    def due(self, epoch: int) -> bool:
+        if self.every is None:
+            return time.perf_counter() - self.last_at >= _CHECKPOINT_COST_RATIO * self.last_cost
+        return self.every > 0 and epoch % self.every == 0
+
+    def save(self, state: dict) -> None:
+        if self.path is None:
+            return
+        t0 = time.perf_counter()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.path)                            # atomic: a crash never leaves half a checkpoint
+        self.last_at = time.perf_counter()
+        self.last_cost = self.last_at - t0
+
+    def load(self, device: torch.device) -> dict | None:
+        if self.path is None or not self.path.exists():
+            return None
+        return torch.load(self.path, map_location=device, weights_only=True)
+
+
+def _build(cfg: RunConfig, seed: int, dev: torch.device, data: ClassificationData | SegmentationData
+           ) -> tuple[nn.Module, torch.optim.Optimizer, torch.Generator]:
+    """Model (initialised from `seed` alone), optimiser and the generator of the batch order."""
+    torch.manual_seed(seed)
+    if cfg.experiment == "cnn":
+        model = build_model(cfg, num_classes=data.num_classes)
+    else:
+        model = build_model(cfg, in_channels=data.train_x.shape[1])
+    model.to(dev)
+    shuffle = torch.Generator().manual_seed(seed)         # batch order: its own stream, saved in checkpoints
+    return model, _make_optimizer(cfg, model), shuffle
+
+
+def _train_one_epoch(cfg: RunConfig, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                     y: torch.Tensor, order: torch.Tensor) -> float:
+    """Mean training loss over one pass in `order`; NaN as soon as a batch loss is not finite (diverged)."""
+    loss_sum, seen = 0.0, 0
+    for i in range(0, len(x), cfg.batch_size):
+        idx = order[i:i + cfg.batch_size]
+        loss = _loss(cfg, model(x[idx]), y[idx])
+        if not torch.isfinite(loss):
+            return math.nan
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item() * len(idx)
+        seen += len(idx)
+    return loss_sum / seen
+
+
 def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | None = None,
           device: str = "auto", checkpoint_dir: str | Path | None = None,
           should_stop: Callable[[], bool] | None = None, checkpoint_every: int | None = None) -> RunResult:
@@ -152,101 +215,56 @@ def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | N
     """
     started = time.perf_counter()
     dev = resolve_device(device)
-    task = "classification" if cfg.experiment == "cnn" else "segmentation"
-    data: ClassificationData | SegmentationData = load_data(cfg.data, task)
-
-    torch.manual_seed(seed)                               # model initialisation depends only on the seed
-    if cfg.experiment == "cnn":
-        model = build_model(cfg, num_classes=data.num_classes)
-    else:
-        model = build_model(cfg, in_channels=data.train_x.shape[1])
-    model.to(dev)
-    optimizer = _make_optimizer(cfg, model)
-    shuffle = torch.Generator().manual_seed(seed)         # batch order: its own stream, saved in checkpoints
-
+    data = load_data(cfg.data, "classification" if cfg.experiment == "cnn" else "segmentation")
+    model, optimizer, shuffle = _build(cfg, seed, dev, data)
     tx, ty = data.train_x.to(dev), data.train_y.to(dev)
     vx, vy = data.val_x.to(dev), data.val_y.to(dev)
     ex, ey = data.test_x.to(dev), data.test_y.to(dev)
-
     result = RunResult(status="done", seed=seed, device=device_name(dev), epochs_done=0)
-    ckpt_path = Path(checkpoint_dir) / _CHECKPOINT if checkpoint_dir else None
-    start_epoch = 1
-    if ckpt_path and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=dev, weights_only=True)
+
+    checkpoints = _Checkpoints(checkpoint_dir, checkpoint_every)
+    state = checkpoints.load(dev)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         shuffle.set_state(state["shuffle"])
         torch.set_rng_state(state["torch_rng"])
         result.history = [dict(h) for h in state["history"]]
         result.tests = {int(k): dict(v) for k, v in state["tests"].items()}
-        start_epoch = int(state["epoch"]) + 1
-        result.epochs_done = result.resumed_from = start_epoch - 1
+        result.epochs_done = result.resumed_from = int(state["epoch"])
         result.checkpoint_threads = state.get("threads")
-        if on_epoch:     # the store may lag the checkpoint by an epoch: send what it may have missed
-            for h in result.history:
-                ep = int(h["epoch"])
-                on_epoch(EpochReport(ep, cfg.epochs, {k: v for k, v in h.items() if k != "epoch"},
-                                     result.tests.get(ep), replayed=True))
+        for h in result.history if on_epoch else ():   # the store may lag the checkpoint: resend its epochs
+            ep = int(h["epoch"])
+            on_epoch(EpochReport(ep, cfg.epochs, {k: v for k, v in h.items() if k != "epoch"},
+                                 result.tests.get(ep), replayed=True))
 
-    last_save = {"at": time.perf_counter(), "cost": 0.0}
+    def snapshot(epoch: int) -> dict:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "shuffle": shuffle.get_state(),
+                "torch_rng": torch.get_rng_state(), "epoch": epoch, "threads": torch.get_num_threads(),
+                "history": result.history, "tests": {str(k): v for k, v in result.tests.items()}}
 
-    def save_checkpoint(epoch: int) -> None:
-        if ckpt_path is None:
-            return
-        t0 = time.perf_counter()
-        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "shuffle": shuffle.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
-                    "threads": torch.get_num_threads(),
-                    "history": result.history, "tests": {str(k): v for k, v in result.tests.items()}}, tmp)
-        tmp.replace(ckpt_path)                            # atomic: a crash never leaves half a checkpoint
-        last_save["at"] = time.perf_counter()
-        last_save["cost"] = last_save["at"] - t0
-
-    def checkpoint_due(epoch: int) -> bool:
-        if checkpoint_every is None:
-            return time.perf_counter() - last_save["at"] >= _CHECKPOINT_COST_RATIO * last_save["cost"]
-        return checkpoint_every > 0 and epoch % checkpoint_every == 0
-
-    test_epochs = set(cfg.test_epochs)
     model.train()
-    for epoch in range(start_epoch, cfg.epochs + 1):
+    for epoch in range(result.epochs_done + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(len(tx), generator=shuffle).to(dev)
-        loss_sum, seen = 0.0, 0
-        diverged = False
-        for i in range(0, len(tx), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            xb, yb = tx[idx], ty[idx]
-            loss = _loss(cfg, model(xb), yb)
-            if not torch.isfinite(loss):
-                diverged = True
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * len(idx)
-            seen += len(idx)
-        if diverged:
+        train_loss = _train_one_epoch(cfg, model, optimizer, tx, ty, order)
+        if math.isnan(train_loss):
             metrics = {"train_loss": math.nan, "seconds": time.perf_counter() - t0}
             result.history.append({"epoch": epoch, **metrics})
             result.status, result.diverged_epoch, result.epochs_done = "diverged", epoch, epoch
             if on_epoch:
                 on_epoch(EpochReport(epoch, cfg.epochs, metrics))
             break
-        val = evaluate(model, cfg, vx, vy)
-        metrics = {"train_loss": loss_sum / seen, **{"val_" + k: v for k, v in val.items()}}
+        metrics = {"train_loss": train_loss, **{"val_" + k: v for k, v in evaluate(model, cfg, vx, vy).items()}}
         tests = None
-        if epoch in test_epochs:
-            tests = evaluate(model, cfg, ex, ey)
-            result.tests[epoch] = tests
+        if epoch in cfg.test_epochs:
+            tests = result.tests[epoch] = evaluate(model, cfg, ex, ey)
         metrics["seconds"] = time.perf_counter() - t0
         result.history.append({"epoch": epoch, **metrics})
         result.epochs_done = epoch
         stop = epoch < cfg.epochs and should_stop is not None and should_stop()
-        if epoch < cfg.epochs and (stop or checkpoint_due(epoch)):
-            save_checkpoint(epoch)      # before the report: the checkpoint is never behind the store
+        if epoch < cfg.epochs and (stop or checkpoints.due(epoch)):
+            checkpoints.save(snapshot(epoch))   # before the report: never behind the store
         if on_epoch:
             on_epoch(EpochReport(epoch, cfg.epochs, metrics, tests))
         if stop:
