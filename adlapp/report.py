@@ -72,3 +72,31 @@ def duration(seconds: float | None) -> str:
 
 
 # -- runs, plans and progress --------------------------------------------------------------------------------
+# Words about runs: the plan of a study, a run's progress line, a run's label in pickers. Numbers come from
+# adlapp.planning and adlapp.live.
+__all__ += ["plan_summary", "progress_line", "run_label"]
+
+
+def plan_summary(planned) -> str:
+    """'9 run(s): 3 finished in the store, 3 in cached_runs/, 1 training or queued, 2 to train.' for the
+    frame adlapp.planning.plan returns (its `where` column)."""
+    counts = planned["where"].value_counts()
+    parts = [f"{counts.get('store', 0)} finished in the store", f"{counts.get('cached', 0)} in cached_runs/",
+             f"{counts.get('training', 0)} training or queued", f"{counts.get('missing', 0)} to train"]
+    return f"{len(planned)} run(s): " + ", ".join(parts) + "."
+
+
+def progress_line(variant: str, seed: int, status: str, epoch: int, epochs: int,
+                  sec_per_epoch: float | None = None, eta_s: float | None = None) -> str:
+    """'cnn/adam seed 0: running, epoch 4 of 10, 2.00 s/epoch, ETA 12 s' (the ETA only while running)."""
+    text = f"{variant} seed {seed}: {status}, epoch {epoch} of {epochs}"
+    if sec_per_epoch is not None:
+        text += f", {sec_per_epoch:.2f} s/epoch"
+    if eta_s is not None and status == "running":
+        text += f", ETA {duration(eta_s)}"
+    return text
+
+
+def run_label(row: dict) -> str:
+    """'cnn/adam seed 0 · done · 1a2b3c4d': one run in a picker (a row of adlapp.live.runs_overview)."""
+    return f"{row['variant']} seed {int(row['seed'])} · {row['status']} · {str(row['key'])[:8]}"

@@ -13,11 +13,14 @@ Conventions:
   divided by sqrt(2) for equal n), not a test.
 - Degenerate cases (n=1, zero variance) are handled before any scipy call, so no RuntimeWarning leaks and no
   floating-point residue turns into an absurd p-value.
+- Numbers only: the `note` of `compare` is a terse diagnostic (what was excluded, why there is no test), like
+  an error message. Sentences, tables and every number as text are adlapp.report's.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -28,16 +31,15 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower
 
 __all__ = [
-    "Correction", "compare", "holm", "bh", "adjust", "pairwise", "seeds_needed", "power", "power_curve",
-    "pooled_sd", "summarize", "welch_over_epochs",
+    "Correction", "CORRECTIONS", "COMPARE_KEYS", "compare", "holm", "bh", "adjust", "adjust_within", "pairwise",
+    "seeds_needed", "power", "power_curve", "pooled_sd", "summarize", "welch_over_epochs",
 ]
 
 Correction = Literal["holm", "bh", "none"]
 
 _CI_LEVEL = 0.95                    # the CIs are 95 % regardless of alpha: alpha only decides "significant"
 _SD_RTOL = 1e-12                    # sd <= 1e-12 * max(1, |mean|) is floating-point residue, i.e. zero
-_CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no correction"}
-_MINUS = "\u2212"
+CORRECTIONS: tuple[str, ...] = ("holm", "bh", "none")
 
 
 def _finite(values: ArrayLike, name: str) -> tuple[np.ndarray, int]:
@@ -95,6 +97,25 @@ def _welch(mean_a: float, var_a: float, n_a: int, mean_b: float, var_b: float, n
     return {"welch_t": t, "welch_df": df, "welch_p": min(p, 1.0), "ci_low": diff - half, "ci_high": diff + half}
 
 
+@dataclass(frozen=True)
+class _Sample:
+    """One group's finite values `(n,)`, how many were excluded, mean, variance (ddof=1) and zero spread."""
+    x: np.ndarray
+    excluded: int
+    mean: float
+    var: float
+    zero: bool
+
+    @property
+    def n(self) -> int:
+        return int(self.x.size)
+
+
+def _sample(values: ArrayLike, name: str) -> _Sample:
+    x, excluded = _finite(values, name)
+    return _Sample(x, excluded, *_mean_var(x))
+
+
 def compare(
     a: ArrayLike,
     b: ArrayLike,
@@ -116,81 +137,101 @@ def compare(
         `welch_df`, `welch_p`, `mwu_p` (two-sided, scipy method="auto"), `mwu_min_p` (2 / C(n_a+n_b, n_a),
         the exact test's floor), `hedges_g`, `cohens_d` (pooled sd, ddof=1), `prob_improvement`
         (P(a > b), ties 1/2), `z_seed` (the course report's diff / sqrt(sd_a^2 + sd_b^2)), `testable`
-        (True when a Welch p-value exists) and `note` (plain-language caveats joined by "; ", "" if none).
+        (True when a Welch p-value exists) and `note` (diagnostics joined by "; ", "" if none).
         Anything that cannot be computed is NaN and `note` says why.
     """
-    na_name, nb_name = names
-    xa, excl_a = _finite(a, "a")
-    xb, excl_b = _finite(b, "b")
-    n_a, n_b = xa.size, xb.size
-    mean_a, var_a, zero_a = _mean_var(xa)
-    mean_b, var_b, zero_b = _mean_var(xb)
-    diff = mean_a - mean_b
+    sa, sb = _sample(a, "a"), _sample(b, "b")
+    out = _describe(sa, sb)
+    notes = _excluded_notes(names, sa, sb)
+    if min(sa.n, sb.n) < 2:                         # a single seed says nothing about its group's spread
+        return _finish(out, notes + _too_small_notes(names, sa, sb))
+    out.update(_effect_sizes(sa, sb))
+    out.update(_welch_or_exact(sa, sb))
+    notes += _variance_notes(names, sa, sb)
+    out.update(_rank_test(sa, sb))
+    notes += _rank_notes(out, alpha)
+    return _finish(out, notes)
+
+
+def _describe(sa: _Sample, sb: _Sample) -> dict[str, Any]:
+    """Every key of `compare`: the descriptive ones filled, the tests and effect sizes NaN."""
     nan = math.nan
-    out: dict[str, Any] = {
-        "n_a": n_a, "n_b": n_b, "n_excluded_a": excl_a, "n_excluded_b": excl_b,
-        "mean_a": mean_a, "mean_b": mean_b, "sd_a": math.sqrt(var_a), "sd_b": math.sqrt(var_b),
-        "diff": diff, "ci_low": nan, "ci_high": nan, "welch_t": nan, "welch_df": nan, "welch_p": nan,
-        "mwu_p": nan, "mwu_min_p": _mwu_min_p(n_a, n_b), "hedges_g": nan, "cohens_d": nan,
-        "prob_improvement": _prob_improvement(xa, xb), "z_seed": nan, "testable": False, "note": "",
+    return {
+        "n_a": sa.n, "n_b": sb.n, "n_excluded_a": sa.excluded, "n_excluded_b": sb.excluded,
+        "mean_a": sa.mean, "mean_b": sb.mean, "sd_a": math.sqrt(sa.var), "sd_b": math.sqrt(sb.var),
+        "diff": sa.mean - sb.mean, "ci_low": nan, "ci_high": nan, "welch_t": nan, "welch_df": nan,
+        "welch_p": nan, "mwu_p": nan, "mwu_min_p": _mwu_min_p(sa.n, sb.n), "hedges_g": nan, "cohens_d": nan,
+        "prob_improvement": _prob_improvement(sa.x, sb.x), "z_seed": nan, "testable": False, "note": "",
     }
-    notes: list[str] = []
-    for name, excl in ((na_name, excl_a), (nb_name, excl_b)):
-        if excl:
-            notes.append(f"{excl} non-finite value{'s' if excl > 1 else ''} (diverged run) excluded from {name}")
 
-    small = [(name, n) for name, n in ((na_name, n_a), (nb_name, n_b)) if n < 2]
-    if small:
-        for name, n in small:
-            notes.append(f"no finite values in {name}: no test possible" if n == 0
-                         else f"n=1 in {name}: no test possible")
-        out["note"] = "; ".join(notes)
-        return out
 
-    sd_sum = var_a + var_b
-    out["z_seed"] = diff / math.sqrt(sd_sum) if sd_sum > 0 else nan
-    _effect_sizes(out, n_a, var_a, n_b, var_b, diff)
+def _effect_sizes(sa: _Sample, sb: _Sample) -> dict[str, float]:
+    """`z_seed` (the course's diff / sqrt(var_a + var_b)), `cohens_d` and `hedges_g` (pooled sd, ddof=1,
+    J = 1 - 3 / (4 (n_a + n_b) - 9)). Only called with n >= 2 in both groups."""
+    diff = sa.mean - sb.mean
+    out = {"z_seed": diff / math.sqrt(sa.var + sb.var) if sa.var + sb.var > 0 else math.nan}
+    sd = _pooled(sa.n, sa.var, sb.n, sb.var)
+    if np.isfinite(sd) and sd > 0 and np.isfinite(diff):
+        d = diff / sd
+        out.update(cohens_d=d, hedges_g=d * (1.0 - 3.0 / (4.0 * (sa.n + sb.n) - 9.0)))
+    return out
 
-    if zero_a and zero_b:
-        if abs(diff) <= _SD_RTOL * max(1.0, abs(mean_a)):
-            out.update(welch_t=0.0, welch_p=1.0, ci_low=diff, ci_high=diff)
-            notes.append("zero variance in both groups and equal means: no difference at all")
-        else:
-            notes.append("zero variance in both groups: the difference is exact for these seeds, "
-                         "a t-test is undefined")
-    else:
-        out.update(_welch(mean_a, var_a, n_a, mean_b, var_b, n_b))
-        for name, zero in ((na_name, zero_a), (nb_name, zero_b)):
-            if zero:
-                notes.append(f"zero variance in {name} (all seeds identical)")
 
-    if np.ptp(np.concatenate([xa, xb])) == 0:
-        out["mwu_p"] = 1.0                      # all values identical: scipy's normal approximation is 0/0
-    else:
-        out["mwu_p"] = float(sps.mannwhitneyu(xa, xb, alternative="two-sided", method="auto").pvalue)
-    min_p = out["mwu_min_p"]
-    if min_p >= alpha:
-        notes.append(f"rank test cannot reach p<{alpha:g} with n={n_a} vs {n_b} (min p = {min_p:.3f})")
-    if out["mwu_p"] < min_p * (1 - 1e-9):
-        notes.append(f"rank-test p = {_fmt_p(out['mwu_p'])} is a normal approximation (ties) below the "
-                     f"exact minimum {min_p:.3f}; don't trust it")
+def _welch_or_exact(sa: _Sample, sb: _Sample) -> dict[str, float]:
+    """Welch's test and CI. With zero spread in both groups there is none, unless the means are equal too:
+    then there is no difference at all (t = 0, p = 1)."""
+    if not (sa.zero and sb.zero):
+        return _welch(sa.mean, sa.var, sa.n, sb.mean, sb.var, sb.n)
+    if _equal_means(sa, sb):
+        diff = sa.mean - sb.mean
+        return {"welch_t": 0.0, "welch_p": 1.0, "ci_low": diff, "ci_high": diff}
+    return {}
 
+
+def _equal_means(sa: _Sample, sb: _Sample) -> bool:
+    return abs(sa.mean - sb.mean) <= _SD_RTOL * max(1.0, abs(sa.mean))
+
+
+def _rank_test(sa: _Sample, sb: _Sample) -> dict[str, float]:
+    """Mann-Whitney's two-sided p (scipy method="auto")."""
+    if np.ptp(np.concatenate([sa.x, sb.x])) == 0:
+        return {"mwu_p": 1.0}                   # all values identical: scipy's normal approximation is 0/0
+    return {"mwu_p": float(sps.mannwhitneyu(sa.x, sb.x, alternative="two-sided", method="auto").pvalue)}
+
+
+def _finish(out: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     out["testable"] = bool(np.isfinite(out["welch_p"]))
     out["note"] = "; ".join(notes)
     return out
 
 
-def _effect_sizes(out: dict[str, Any], n_a: int, var_a: float, n_b: int, var_b: float, diff: float) -> None:
-    """Fill `cohens_d` and `hedges_g` (pooled sd, ddof=1, J = 1 - 3 / (4 (n_a + n_b) - 9)) in place.
+# Diagnostics for `note`: terse, like error messages; adlapp.report writes the sentences.
+def _excluded_notes(names: tuple[str, str], sa: _Sample, sb: _Sample) -> list[str]:
+    return [f"{s.excluded} non-finite value{'s' if s.excluded > 1 else ''} (diverged run) excluded from {name}"
+            for name, s in zip(names, (sa, sb), strict=True) if s.excluded]
 
-    Only called with n >= 2 in both groups: a single seed says nothing about its group's spread.
-    """
-    sd = _pooled(n_a, var_a, n_b, var_b)
-    if not (np.isfinite(sd) and sd > 0 and np.isfinite(diff)):
-        return
-    d = diff / sd
-    out["cohens_d"] = d
-    out["hedges_g"] = d * (1.0 - 3.0 / (4.0 * (n_a + n_b) - 9.0))
+
+def _too_small_notes(names: tuple[str, str], sa: _Sample, sb: _Sample) -> list[str]:
+    return [f"no finite values in {name}: no test possible" if s.n == 0 else f"n=1 in {name}: no test possible"
+            for name, s in zip(names, (sa, sb), strict=True) if s.n < 2]
+
+
+def _variance_notes(names: tuple[str, str], sa: _Sample, sb: _Sample) -> list[str]:
+    if sa.zero and sb.zero:
+        if _equal_means(sa, sb):
+            return ["zero variance in both groups and equal means: no difference at all"]
+        return ["zero variance in both groups: the difference is exact for these seeds, a t-test is undefined"]
+    return [f"zero variance in {name} (all seeds identical)" for name, s in zip(names, (sa, sb), strict=True) if s.zero]
+
+
+def _rank_notes(out: dict[str, Any], alpha: float) -> list[str]:
+    min_p, notes = out["mwu_min_p"], []
+    if min_p >= alpha:
+        notes.append(f"rank test cannot reach p<{alpha:g} with n={out['n_a']} vs {out['n_b']} (min p = {min_p:.3f})")
+    if out["mwu_p"] < min_p * (1 - 1e-9):
+        notes.append(f"rank-test p is a normal approximation (ties) below the exact minimum {min_p:.3f}; "
+                     f"don't trust it")
+    return notes
 
 
 def _pooled(n_a: int, var_a: float, n_b: int, var_b: float) -> float:
@@ -268,75 +309,34 @@ def adjust(pvalues: Sequence[float], correction: Correction = "holm") -> list[fl
         return bh(pvalues)
     if correction == "none":
         return [float(p) if np.isfinite(p) else math.nan for p in np.asarray(pvalues, dtype=float).reshape(-1)]
-    raise ValueError(f"correction must be one of {sorted(_CORRECTION_NAMES)}, got {correction!r}")
+    raise ValueError(f"correction must be one of {list(CORRECTIONS)}, got {correction!r}")
 
 
-_COMPARE_KEYS = (
+COMPARE_KEYS: tuple[str, ...] = (
     "n_a", "n_b", "n_excluded_a", "n_excluded_b", "mean_a", "mean_b", "sd_a", "sd_b", "diff", "ci_low",
     "ci_high", "welch_t", "welch_df", "welch_p", "mwu_p", "mwu_min_p", "hedges_g", "cohens_d",
     "prob_improvement", "z_seed", "testable", "note",
 )
 
 
-def _fmt_num(x: float, decimals: int, sign: bool = False) -> str:
-    if not np.isfinite(x):
-        return "n/a"
-    if round(x, decimals) == 0:
-        x = 0.0                                 # no "-0.000"
-    s = f"{x:+.{decimals}f}" if sign and x != 0 else f"{x:.{decimals}f}"
-    return s.replace("-", _MINUS)
+def adjust_within(pvalues: Sequence[float], families: Sequence[Any],
+                  correction: Correction = "holm") -> tuple[list[float], list[int]]:
+    """Adjust p-values `(m,)` separately within each family: `families` `(m,)` labels the family of each.
 
-
-def _decimals(*values: float) -> int:
-    """Decimals showing at least 3 places and 2 significant digits of the largest magnitude."""
-    finite = [abs(v) for v in values if np.isfinite(v) and v != 0]
-    if not finite:
-        return 3
-    return int(min(8, max(3, 1 - math.floor(math.log10(max(finite))))))
-
-
-def _fmt_p(p: float) -> str:
-    """'p < 0.001', else 2 significant digits below 0.1 and 2 decimals above ('0.034', '0.21')."""
-    if not np.isfinite(p):
-        return "n/a"
-    if p < 0.001:
-        return "< 0.001"
-    if p < 0.1:
-        return f"{p:.{1 - math.floor(math.log10(p))}f}"
-    return f"{p:.2f}"
-
-
-def _with_eq(p: str) -> str:
-    return p if p.startswith("<") else f"= {p}"
-
-
-def _sentence(row: dict[str, Any], correction: Correction, alpha: float, family: int) -> str:
-    """One plain-language sentence for one compared pair (see `pairwise`)."""
-    dec = _decimals(row["diff"], row["ci_low"], row["ci_high"])
-    head = f"{row['a']} vs {row['b']}: \u0394 = {_fmt_num(row['diff'], dec, sign=True)}"
-    if np.isfinite(row["ci_low"]) and row["ci_low"] != row["ci_high"]:
-        head += f" [{_fmt_num(row['ci_low'], dec)}, {_fmt_num(row['ci_high'], dec)}]"
-    if row["n_a"] == row["n_b"]:
-        n_part = f"n = {row['n_a']} each"
-    else:
-        n_part = f"n = {row['n_a']} vs {row['n_b']}"
-    n_excl = row["n_excluded_a"] + row["n_excluded_b"]
-    if n_excl:
-        where = ", ".join(f"{row[g]}: {row['n_excluded_' + g]}" for g in ("a", "b") if row["n_excluded_" + g])
-        n_part += f" ({where} diverged run{'s' if n_excl > 1 else ''} excluded)"
-    if not row["testable"]:
-        reason = row["note"].split("; ")
-        why = next((r for r in reason if "no test" in r or "zero variance" in r), row["note"])
-        return f"{head}, not tested ({why}); {n_part}."
-    verdict = "significant" if row["significant"] else "not significant"
-    p = _with_eq(_fmt_p(row["welch_p"]))
-    if correction == "none":
-        tail = f"{verdict} at \u03b1 = {alpha:g}, uncorrected (Welch p {p})"
-    else:
-        pairs = f"{family} pair{'s' if family != 1 else ''}"
-        tail = (f"{verdict} after {_CORRECTION_NAMES[correction]} over {pairs} "
-                f"(Welch p {p}, adjusted {_fmt_p(row['p_adjusted'])})")
-    return f"{head}, {tail}; {n_part}."
+    Returns the adjusted p-values `(m,)` and, per entry, its family's size (the finite p-values in that family,
+    i.e. how many it is corrected over). NaN entries stay NaN and are in no family's count.
+    """
+    p = np.asarray(pvalues, dtype=float).reshape(-1)
+    if len(families) != p.size:
+        raise ValueError(f"families has {len(families)} labels for {p.size} p-values")
+    adjusted, sizes = [math.nan] * p.size, [0] * p.size
+    for fam in dict.fromkeys(families):
+        idx = [i for i, f in enumerate(families) if f == fam]
+        values = adjust(p[idx].tolist(), correction)
+        size = int(np.isfinite(p[idx]).sum())
+        for i, v in zip(idx, values, strict=True):
+            adjusted[i], sizes[i] = v, size
+    return adjusted, sizes
 
 
 def pairwise(
@@ -344,7 +344,7 @@ def pairwise(
     correction: Correction = "holm",
     alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Compare every unordered pair of variants, correcting over the pairs shown.
+    """Compare every unordered pair of variants, correcting over the pairs shown (one family).
 
     Args:
         groups: variant name -> per-seed results `(n_seeds,)`. Pairs follow the dict's order: `a` is the
@@ -353,29 +353,21 @@ def pairwise(
         alpha: significance level for `significant` (p_adjusted < alpha).
 
     Returns:
-        One row per pair, K (K-1) / 2 rows: `a`, `b`, every `compare` field, `p_adjusted`, `significant`,
-        `family_size` (the number of pairs with a Welch p-value, i.e. the family corrected over) and
-        `sentence` (one plain-language sentence).
+        One row per pair, K (K-1) / 2 rows: `a`, `b`, every `compare` field, `p_adjusted`, `significant` and
+        `family_size` (the number of pairs with a Welch p-value, i.e. the family corrected over). Sentences
+        are adlapp.report's (`report.pair_sentence`).
     """
-    if correction not in _CORRECTION_NAMES:
-        raise ValueError(f"correction must be one of {sorted(_CORRECTION_NAMES)}, got {correction!r}")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {list(CORRECTIONS)}, got {correction!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     names = list(groups)
-    rows: list[dict[str, Any]] = []
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            res = compare(groups[a], groups[b], alpha=alpha, names=(a, b))
-            rows.append({"a": a, "b": b, **res})
-    p_adj = adjust([r["welch_p"] for r in rows], correction)
-    family = sum(np.isfinite(r["welch_p"]) for r in rows)
-    for r, p in zip(rows, p_adj):
-        r["p_adjusted"] = p
-        r["significant"] = bool(np.isfinite(p) and p < alpha)
-        r["family_size"] = int(family)
-        r["sentence"] = _sentence(r, correction, alpha, int(family))
-    columns = ["a", "b", *_COMPARE_KEYS, "p_adjusted", "significant", "family_size", "sentence"]
-    return pd.DataFrame(rows, columns=columns)
+    rows = [{"a": a, "b": b, **compare(groups[a], groups[b], alpha=alpha, names=(a, b))}
+            for i, a in enumerate(names) for b in names[i + 1:]]
+    p_adj, sizes = adjust_within([r["welch_p"] for r in rows], [0] * len(rows), correction)
+    for r, p, size in zip(rows, p_adj, sizes, strict=True):
+        r.update(p_adjusted=p, significant=bool(np.isfinite(p) and p < alpha), family_size=size)
+    return pd.DataFrame(rows, columns=["a", "b", *COMPARE_KEYS, "p_adjusted", "significant", "family_size"])
 
 
 def _check_power_args(alpha: float, comparisons: int) -> float:

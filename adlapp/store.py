@@ -2,9 +2,11 @@
 
 Why SQLite: several trainer processes append per-epoch rows while the UI polls; WAL lets readers read during a
 write, every epoch is one short atomic transaction (a crash loses at most the epoch in flight), and runs can be
-queried across experiments. Measured in DESIGN.md: 120k metric rows in 1,200 commits took 0.25 s.
+queried across experiments (120k metric rows written in 1,200 commits took 0.25 s when this was chosen).
 
-Layout under the store directory: `runs.sqlite` (+ WAL files) and `checkpoints/<run key>/`.
+Layout under the store directory: `runs.sqlite` (+ WAL files) and `checkpoints/<run key>/`; the job queue
+(adlapp.jobs) keeps its worker registry in `workers/` and their logs in `logs/`. Old stores also hold a
+`workers` table, no longer used.
 Metrics are stored long (run, epoch, name, value) because the set of metrics differs between experiments;
 an autoincrement id lets the UI read only rows it has not seen yet.
 
@@ -25,8 +27,17 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from adlapp.config import (ConfigError, RunConfig, check_run_key, config_from_dict, config_to_dict, is_run_key,
-                           run_key, variant_label)
+from adlapp.config import (
+    ConfigError,
+    RunConfig,
+    check_run_key,
+    config_from_dict,
+    config_to_dict,
+    is_run_key,
+    run_key,
+    variant_label,
+)
+from adlapp.processes import pid_alive
 
 __all__ = ["RunStore", "RunTables", "STATUSES", "FINISHED", "ACTIVE", "RESUMABLE", "RUN_COLUMNS",
            "OPTIONAL_RUN_COLUMNS", "default_store_dir", "StoreError"]
@@ -65,10 +76,6 @@ CREATE TABLE IF NOT EXISTS epoch_metrics (
 CREATE TABLE IF NOT EXISTS test_metrics (
     key TEXT NOT NULL, epoch INTEGER NOT NULL, name TEXT NOT NULL, value REAL,
     PRIMARY KEY (key, epoch, name)
-);
-CREATE TABLE IF NOT EXISTS workers (
-    pid INTEGER NOT NULL, host TEXT NOT NULL, started REAL NOT NULL, heartbeat REAL NOT NULL,
-    PRIMARY KEY (pid, host)
 );
 CREATE INDEX IF NOT EXISTS epoch_metrics_key ON epoch_metrics (key, epoch);
 """
@@ -131,23 +138,6 @@ class RunTables:
         return RunTables(self.runs[self.runs["key"].isin(keys)].reset_index(drop=True),
                          self.epochs[self.epochs["key"].isin(keys)].reset_index(drop=True),
                          self.tests[self.tests["key"].isin(keys)].reset_index(drop=True))
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of this process still answers kill(0); look at /proc where it exists.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return True
 
 
 class RunStore:
@@ -410,27 +400,6 @@ class RunStore:
             for table in ("epoch_metrics", "test_metrics", "runs"):
                 db.executemany(f"DELETE FROM {table} WHERE key=?", [(k,) for k in mine])
 
-    # -- workers (the local job queue, see jobs.py) -----------------------------------------------------
-    def register_worker(self, pid: int) -> None:
-        now = time.time()
-        with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO workers (pid, host, started, heartbeat) VALUES (?,?,?,?)",
-                       (pid, self.host, now, now))
-
-    def unregister_worker(self, pid: int) -> None:
-        with self._transaction() as db:
-            db.execute("DELETE FROM workers WHERE pid=? AND host=?", (pid, self.host))
-
-    def live_workers(self) -> list[int]:
-        """Worker pids on this host that are still alive (dead ones are forgotten)."""
-        if self.read_only:
-            return []
-        with self._transaction() as db:
-            rows = db.execute("SELECT pid FROM workers WHERE host=?", (self.host,)).fetchall()
-            dead = [pid for (pid,) in rows if not _pid_alive(pid)]
-            db.executemany("DELETE FROM workers WHERE pid=? AND host=?", [(p, self.host) for p in dead])
-        return [pid for (pid,) in rows if pid not in dead]
-
     def mark_stale(self) -> list[str]:
         """Runs that say `running` but whose process is gone become `interrupted` (resumable); the reserved
         rows of an import whose process is gone are removed. A read-only store is left as it is."""
@@ -442,12 +411,12 @@ class RunStore:
             dead_imports = [
                 key for key, pid, host, beat in db.execute(
                     "SELECT key, pid, host, heartbeat FROM runs WHERE status=?", (IMPORTING,)).fetchall()
-                if ((not _pid_alive(pid)) if host == self.host else (now - (beat or 0) > STALE_AFTER_S))]
+                if ((not pid_alive(pid)) if host == self.host else (now - (beat or 0) > STALE_AFTER_S))]
             for table in ("epoch_metrics", "test_metrics", "runs"):
                 db.executemany(f"DELETE FROM {table} WHERE key=?", [(k,) for k in dead_imports])
             for key, pid, host, beat in db.execute(
                     "SELECT key, pid, host, heartbeat FROM runs WHERE status='running'").fetchall():
-                dead = (not _pid_alive(pid)) if host == self.host else (now - (beat or 0) > STALE_AFTER_S)
+                dead = (not pid_alive(pid)) if host == self.host else (now - (beat or 0) > STALE_AFTER_S)
                 if dead:
                     stale.append(key)
             for key in stale:

@@ -10,20 +10,25 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from adlapp.config import DataConfig
+from adlapp.config import BUILTIN_DATASETS, EXPERIMENT_INFO, DataConfig
 from adlapp.data.base import ClassificationData, DataError, SegmentationData, skipped_summary
 from adlapp.data.cards import make_cards
 from adlapp.data.folders import load_image_folder, load_segmentation_folder
 from adlapp.data.vessels import make_vessels
 
 __all__ = [
-    "TASKS", "BUILTIN", "DataError", "ClassificationData", "SegmentationData", "load_data",
+    "TASKS", "builtin_task", "DataError", "ClassificationData", "SegmentationData", "load_data",
     "describe_data", "clear_cache", "make_cards", "make_vessels", "load_image_folder",
     "load_segmentation_folder", "skipped_summary",
 ]
 
-TASKS: tuple[str, ...] = ("classification", "segmentation")
-BUILTIN: dict[str, str] = {"cards": "classification", "vessels": "segmentation"}   # name -> its task
+TASKS: tuple[str, ...] = tuple(dict.fromkeys(info.task for info in EXPERIMENT_INFO.values()))
+
+
+def builtin_task(name: str) -> str | None:
+    """The task of a built-in data set ("cards" -> "classification"), None for any other name (a folder)."""
+    experiment = BUILTIN_DATASETS.get(name)
+    return EXPERIMENT_INFO[experiment].task if experiment else None
 
 
 def load_data(cfg: DataConfig, task: str) -> ClassificationData | SegmentationData:
@@ -39,8 +44,9 @@ def load_data(cfg: DataConfig, task: str) -> ClassificationData | SegmentationDa
     if task not in TASKS:
         raise DataError(f"task={task!r}: must be one of {', '.join(TASKS)}")
     name = cfg.name
-    if name in BUILTIN and BUILTIN[name] != task:
-        raise DataError(f"dataset {name!r} is a {BUILTIN[name]} set; it cannot be used for {task}")
+    own_task = builtin_task(name)
+    if own_task is not None and own_task != task:
+        raise DataError(f"dataset {name!r} is a {own_task} set; it cannot be used for {task}")
     # Key only on the fields that shape this data set: a U-Net config and a CNN config that differ in
     # unrelated fields (image_size for cards, say) then share one copy.
     if name == "cards":
@@ -53,7 +59,7 @@ def load_data(cfg: DataConfig, task: str) -> ClassificationData | SegmentationDa
     except OSError as e:   # e.g. a name too long for the OS: still a bad data set name, not a crash
         raise DataError(f"dataset {name!r}: not a usable path ({e.strerror or e})") from e
     if not exists:
-        known = ", ".join(BUILTIN)
+        known = ", ".join(BUILTIN_DATASETS)
         raise DataError(f"dataset {name!r}: not a built-in set ({known}) and no folder at {path}")
     size = cfg.image_size if task == "segmentation" else 0
     return _load((task, str(path.resolve()), size))
@@ -84,7 +90,7 @@ def describe_data(cfg: DataConfig, task: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": cfg.name,
         "task": task,
-        "builtin": cfg.name in BUILTIN,
+        "builtin": cfg.name in BUILTIN_DATASETS,
         "train": len(data.train_x), "val": len(data.val_x), "test": len(data.test_x),
         "image_shape": tuple(data.train_x.shape[1:]),
         "skipped": len(data.skipped),

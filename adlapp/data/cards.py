@@ -108,9 +108,9 @@ def _draw_joker(draw: ImageDraw.ImageDraw, w: float, h: float) -> None:
     cx, cy = 0.5 * w, 0.5 * h
     ang = np.linspace(-np.pi / 2, 1.5 * np.pi, 11)[:-1]
     rad = np.where(np.arange(10) % 2 == 0, 0.36 * w, 0.15 * w)
-    star = [(cx + r * np.cos(a), cy + r * np.sin(a)) for r, a in zip(rad, ang)]
+    star = [(cx + r * np.cos(a), cy + r * np.sin(a)) for r, a in zip(rad, ang, strict=True)]
     draw.polygon(star, fill=(120, 40, 160))
-    for i, (colour, frac) in enumerate([((220, 40, 40), 0.15), ((40, 120, 220), 0.85)]):
+    for colour, frac in [((220, 40, 40), 0.15), ((40, 120, 220), 0.85)]:
         rr = 0.08 * w
         yy = frac * h
         draw.ellipse((cx - rr, yy - rr, cx + rr, yy + rr), fill=colour)
