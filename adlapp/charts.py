@@ -1,126 +1,94 @@
-"""Altair chart and table builders from run tables (`adlapp.store.RunTables`). No streamlit here.
+"""Pictures: every Altair chart of the app, from run tables and adlapp.compare's results. No streamlit here.
+
+Numbers come from adlapp.compare / adlapp.stats and words (heads, cell texts, axis labels) from adlapp.report;
+this module only draws. Every builder returns an Altair chart (or a spec), so tests can inspect `to_dict()`.
 
 Honesty rules the builders keep:
-- every mean and band says how many seeds are behind it (`n` in the tooltip, `n_seeds` = runs in the
-  series); where not every seed has reached an epoch yet the mean line is dashed, and `progress_notes`
-  says so in words, because a mean over fewer seeds jumps when a slow seed arrives;
+- every mean and band says how many seeds are behind it (`n` in the tooltip, `n_seeds` = seeds in the
+  series); where not every seed has reached an epoch yet the mean line is dashed, and
+  `report.seed_progress_notes` says so in words, because a mean over fewer seeds jumps when a slow seed arrives;
+- a series is `compare.series_table`'s: one variant trained one way, each seed once (its furthest run);
 - spreads are standard deviations with ddof=1 (pandas' default), min/max bands are the range of the seeds;
 - long curves are thinned to log- and linearly-spaced *actual* epochs (nothing is averaged away), plus
   every series' last epoch, so a 1000-epoch × many-run study stays a few hundred points per series;
-- colours are a fixed function of the variant name, so "cnn/sgd" is the same colour on every page.
+- `colours` is the one colour function: a registry variant has the same colour on every chart of every page
+  (curves, the course figures, the Compare strip plot and curve test), any other series a stable colour.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import math
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
 
 import altair as alt
 import numpy as np
 import pandas as pd
 
-from adlapp.config import COURSE_NAMES, VARIANTS
+from adlapp import compare as cmp
+from adlapp import report
+from adlapp.config import VARIANTS, display_name
+from adlapp.metrics import METRICS, Metric, figure_metrics, label, metrics_for, test_metrics
 from adlapp.store import RunTables
 
 __all__ = [
-    "CURVE_METRICS", "FIGURE_METRICS", "FIGURE_TESTS", "TEST_METRICS", "TITLES", "PALETTE", "series_table",
-    "colours", "keep_epochs", "curve_frame", "progress_notes", "curves_chart", "curves_spec", "figure_chart",
-    "test_summary", "test_table", "course_table", "COURSE_ROWS",
+    "PALETTE", "colours", "keep_epochs", "curve_frame", "curves_chart", "curves_spec", "figure_marker",
+    "figure_chart",
+    "matrix_chart", "strip_chart", "power_chart", "curve_test_chart",
 ]
 
-CURVE_METRICS = {"cnn": ("train_loss", "val_loss", "val_acc"), "unet": ("train_loss", "val_loss", "val_f1")}
-FIGURE_METRICS = {"cnn": ("train_loss", "val_acc"), "unet": ("train_loss", "val_f1")}   # the report's panels
-FIGURE_TESTS = {"cnn": "acc", "unet": "f1"}    # test metric marked on the figure's second row: same units
-TEST_METRICS = {"cnn": ("acc", "loss"), "unet": ("pixel_acc", "f1", "loss")}
-TITLES = {
-    "train_loss": "training loss", "val_loss": "validation loss", "val_acc": "validation accuracy",
-    "val_f1": "validation F1", "val_pixel_acc": "validation pixel accuracy", "seconds": "seconds per epoch",
-    "acc": "test accuracy", "loss": "test loss", "f1": "test F1", "pixel_acc": "test pixel accuracy",
-}
-_LOWER_IS_BETTER = {"loss", "train_loss", "val_loss", "seconds"}
 # Tableau 10: distinguishable, colour-blind friendlier than the theme default (which made two blues).
 PALETTE = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6",
            "#9d755d", "#bab0ac")
-# The course's U-Net table uses these short row names.
-COURSE_ROWS = {"unet/normal": "Normal", "unet/nearest": "Nearest", "unet/elu": "ELU",
-               "unet/nearest-elu": "Nearest+ELU"}
 _INCOMPLETE = "not all seeds yet"
 _COMPLETE = "all seeds"
 
 
-# -- series: which runs are averaged together ----------------------------------------------------------------
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list) else v
-    return out
-
-
-def _variant_order(variant: str) -> tuple[int, str]:
-    names = list(VARIANTS)
-    return (names.index(variant), "") if variant in names else (len(names), variant)
-
-
-def series_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """key -> series label, the variant it belongs to and a display order.
-
-    Runs of one variant are one series (their seeds are averaged). Where runs share a variant label but
-    differ in some other setting (epochs, data size, ...), each setting gets its own series, labelled with the
-    settings that differ — runs with different configurations are never averaged together.
-    """
-    if runs.empty:
-        return pd.DataFrame(columns=["key", "series", "variant", "order"])
-    base = [COURSE_NAMES.get(v, v) for v in runs["variant"]]
-    configs = [_flat(json.loads(c)) if isinstance(c, str) and c else {} for c in runs["config"]]
-    labels = list(base)
-    by_label: dict[str, list[int]] = {}
-    for i, b in enumerate(base):
-        by_label.setdefault(b, []).append(i)
-    for b, idx in by_label.items():
-        distinct = {json.dumps(configs[i], sort_keys=True, default=str) for i in idx}
-        if len(distinct) < 2:
-            continue
-        fields = sorted({f for i in idx for f in configs[i]
-                         if len({json.dumps(configs[j].get(f), default=str) for j in idx}) > 1})
-        for i in idx:
-            labels[i] = f"{b} (" + ", ".join(f"{f.split('.')[-1]}={configs[i].get(f)}" for f in fields) + ")"
-    out = pd.DataFrame({"key": runs["key"].to_numpy(), "series": labels, "variant": runs["variant"].to_numpy()})
-    order = sorted(set(zip(out["variant"], out["series"])), key=lambda vs: (_variant_order(vs[0]), vs[1]))
-    rank = {s: i for i, (_, s) in enumerate(order)}
-    out["order"] = out["series"].map(rank)
-    return out
+# -- colour: one function for every chart ----------------------------------------------------------------------
+def _registry_slot(variant: str) -> int:
+    exp = variant.split("/")[0]
+    return [v for v in VARIANTS if v.startswith(exp + "/")].index(variant)
 
 
 def colours(series: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """(domain, range) for a colour scale: a registry variant keeps its registry position's colour, any other
-    label a colour chosen by a stable hash of its name (the next free one if two collide in one chart)."""
-    pairs = series[["series", "variant", "order"]].drop_duplicates("series").sort_values("order")
-    per_exp: dict[str, list[str]] = {}
-    for name in VARIANTS:
-        per_exp.setdefault(name.split("/")[0], []).append(name)
-    taken: set[int] = set()
-    domain, rng = [], []
-    for s, v in zip(pairs["series"], pairs["variant"]):
-        exp = str(v).split("/")[0]
-        if v in per_exp.get(exp, []) and s == COURSE_NAMES.get(v, v):
-            want = per_exp[exp].index(v)
-        else:
-            want = int(hashlib.sha256(str(s).encode()).hexdigest(), 16) % len(PALETTE)
-        i = want
+    """(domain, range) of the colour scale for the `series` labels of a frame with `series` and `variant`
+    columns, in the frame's order (its `order` column when there is one).
+
+    A registry variant under its display name always gets its registry position's colour (SGD is the third
+    CNN colour on every page). Any other series (a custom variant, or a registry variant trained another
+    way) gets a colour from a stable hash of its label among the slots the registry leaves free for its
+    experiment; two that collide in one chart take the next free slot, in label order.
+    """
+    pairs = series[["series", "variant"]].astype(str)
+    if "order" in series:
+        pairs = pairs.assign(order=series["order"].to_numpy()).sort_values("order", kind="stable")
+    pairs = pairs.drop_duplicates("series")
+    slot: dict[str, int] = {}
+    for s, v in zip(pairs["series"], pairs["variant"], strict=True):
+        if v in VARIANTS and s == display_name(v):
+            slot[s] = _registry_slot(v)
+    taken = set(slot.values())
+    for s, v in sorted(zip(pairs["series"], pairs["variant"], strict=True)):
+        if s in slot:
+            continue
+        exp = v.split("/")[0]
+        free = [i for i in range(len(PALETTE)) if i >= sum(n.startswith(exp + "/") for n in VARIANTS)]
+        free = free or list(range(len(PALETTE)))
+        i = free[int(hashlib.sha256(s.encode()).hexdigest(), 16) % len(free)]
         while i in taken and len(taken) < len(PALETTE):
             i = (i + 1) % len(PALETTE)
+        slot[s] = i
         taken.add(i)
-        domain.append(s)
-        rng.append(PALETTE[i])
-    return domain, rng
+    domain = list(pairs["series"])
+    return domain, [PALETTE[slot[s]] for s in domain]
 
 
-# -- curves --------------------------------------------------------------------------------------------------
+def _colour(frame: pd.DataFrame, field: str = "series", **kw) -> alt.Color:
+    domain, rng = colours(frame[[field, "variant"]].rename(columns={field: "series"}))
+    return alt.Color(f"{field}:N", scale=alt.Scale(domain=domain, range=rng), **kw)
+
+
+# -- curves ----------------------------------------------------------------------------------------------------
 def keep_epochs(last: int, max_points: int = 120) -> np.ndarray:
     """At most ~max_points epochs in 1..last: half log-spaced (dense early, right for a log axis), half
     linearly spaced (even on a linear axis), always including 1 and `last`."""
@@ -131,22 +99,25 @@ def keep_epochs(last: int, max_points: int = 120) -> np.ndarray:
     return np.unique(np.clip(np.rint(pts).astype(int), 1, last))
 
 
-def curve_frame(tables: RunTables, metrics: tuple[str, ...] | list[str], max_points: int = 120,
+def curve_frame(tables: RunTables, metrics: Sequence[str], max_points: int = 120,
                 complete_only: bool = False, seeds: bool = False) -> pd.DataFrame:
     """Per series, metric and (kept) epoch: mean, sd (ddof=1), min, max and n over the seeds.
 
-    Columns: kind ("mean" | "seed"), series, variant, metric (its title), name, epoch, mean, sd, lo, hi,
-    sd_lo, sd_hi, n, n_seeds, seeds_note, all_seeds; with `seeds` also one "seed" row per run and epoch
-    (key, seed, value). n counts the seeds with a finite value at that epoch; n_seeds the runs in the series.
+    `metrics` are per-epoch row names ("train_loss"). Columns: kind ("mean" | "seed"), series, variant, metric
+    (its label), name, epoch, mean, sd, lo, hi, sd_lo, sd_hi, n, n_seeds, seeds_note, all_seeds; with `seeds`
+    also one "seed" row per run and epoch (key, seed, value). Each seed of a series is one curve: its run that
+    got furthest. n counts the seeds with a finite value at that epoch; n_seeds the seeds in the series.
     `complete_only` keeps only epochs every seed of the series has reached.
     """
     cols = ["kind", "series", "variant", "metric", "name", "epoch", "mean", "sd", "lo", "hi", "sd_lo", "sd_hi",
             "n", "n_seeds", "seeds_note", "all_seeds", "key", "seed", "value"]
-    lab = series_table(tables.runs)
+    lab = cmp.series_table(tables.runs)
     ep = tables.epochs
     if lab.empty or ep.empty:
         return pd.DataFrame(columns=cols)
-    ep = ep[ep["name"].isin(list(metrics))].merge(lab[["key", "series", "variant"]], on="key")
+    reached = ep.groupby("key")["epoch"].max()
+    lab = cmp.one_per_seed(lab, ["series", "seed"], lab["key"].map(reached).fillna(0))
+    ep = ep[ep["name"].isin(list(metrics))].merge(lab[["key", "series", "variant", "seed"]], on="key")
     if ep.empty:
         return pd.DataFrame(columns=cols)
     ep = ep.astype({"epoch": "int64", "value": "float64"})
@@ -155,23 +126,18 @@ def curve_frame(tables: RunTables, metrics: tuple[str, ...] | list[str], max_poi
     ep = ep[ep["epoch"].isin(keep)]
     agg = (ep.groupby(["series", "variant", "name", "epoch"])["value"]
            .agg(mean="mean", sd="std", lo="min", hi="max", n="count").reset_index())
-    n_seeds = lab.groupby("series")["key"].nunique()
-    agg["n_seeds"] = agg["series"].map(n_seeds).astype("int64")
+    agg["n_seeds"] = agg["series"].map(lab.groupby("series")["key"].nunique()).astype("int64")
     agg = agg[agg["n"] > 0]
-    complete = agg["n"] == agg["n_seeds"]
     if complete_only:
-        agg = agg[complete]
+        agg = agg[agg["n"] == agg["n_seeds"]]
     agg = agg.assign(kind="mean", sd_lo=agg["mean"] - agg["sd"], sd_hi=agg["mean"] + agg["sd"],
                      seeds_note=agg["n"].astype(str) + " of " + agg["n_seeds"].astype(str),
                      all_seeds=np.where(agg["n"] == agg["n_seeds"], _COMPLETE, _INCOMPLETE))
-    agg = _bridge(agg)
-    parts = [agg]
+    parts = [_bridge(agg)]
     if seeds:
-        seed_of = dict(zip(tables.runs["key"], tables.runs["seed"]))
-        s = ep.assign(kind="seed", seed=ep["key"].map(seed_of).astype("int64"))
-        parts.append(s)
+        parts.append(ep.assign(kind="seed", seed=ep["seed"].astype("int64")))
     out = pd.concat(parts, ignore_index=True).reindex(columns=cols)
-    out["metric"] = out["name"].map(TITLES).fillna(out["name"])
+    out["metric"] = [label("epoch", n) for n in out["name"]]
     return out.sort_values(["kind", "series", "name", "epoch"], ignore_index=True)
 
 
@@ -186,60 +152,35 @@ def _bridge(agg: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([agg, extra.assign(all_seeds=_INCOMPLETE)], ignore_index=True)
 
 
-def progress_notes(tables: RunTables) -> list[str]:
-    """One sentence per series whose seeds have not all reached the same epoch (or did not all finish)."""
-    lab = series_table(tables.runs)
-    if lab.empty:
-        return []
-    runs = tables.runs.merge(lab[["key", "series"]], on="key")
-    reached = (tables.epochs.groupby("key")["epoch"].max() if len(tables.epochs) else pd.Series(dtype=int))
-    notes = []
-    for series, g in runs.groupby("series", sort=False):
-        ks = list(g["key"])
-        got = [int(reached.get(k, 0)) for k in ks]
-        if len(set(got)) > 1:
-            lo, hi = min(got), max(got)
-            notes.append(f"{series}: seeds have reached epochs {lo}–{hi}; after epoch {lo} the mean (dashed) "
-                         f"covers only the seeds that got there (see n in the tooltip).")
-        bad = g[g["status"].isin(["failed", "diverged", "cancelled", "interrupted"])]
-        for r in bad.to_dict("records"):
-            at = r.get("diverged_epoch")
-            where = f" at epoch {int(at)}" if at is not None and at == at else ""
-            notes.append(f"{series} seed {int(r['seed'])} {r['status']}{where}.")
-    return notes
-
-
 def _facet_header() -> alt.Header:
     return alt.Header(labelFontSize=12, labelFontWeight="bold", labelLimit=0,
                       labelExpr="split(datum.value, '\\n')")
 
 
-def _layers(frame: pd.DataFrame, sel: alt.Parameter, x: alt.X, color: alt.Color, band: str, seeds: bool
-            ) -> list[alt.Chart]:
+def _layers(sel: alt.Parameter, x: alt.X, color: alt.Color, band: str, seeds: bool) -> list[alt.Chart]:
     base = alt.Chart().encode(x=x, color=color)
     mean = base.transform_filter(alt.datum.kind == "mean")
-    y_title = None
     layers: list[alt.Chart] = []
     if band in ("minmax", "sd"):
         lo, hi = ("lo", "hi") if band == "minmax" else ("sd_lo", "sd_hi")
         layers.append(mean.mark_area(interpolate="linear").encode(
-            y=alt.Y(f"{lo}:Q", title=y_title, scale=alt.Scale(zero=False)), y2=f"{hi}:Q",
+            y=alt.Y(f"{lo}:Q", title=None, scale=alt.Scale(zero=False)), y2=f"{hi}:Q",
             detail="all_seeds:N",
             opacity=alt.when(sel).then(alt.value(0.22)).otherwise(alt.value(0.03))))
     if seeds:
         layers.append(base.transform_filter(alt.datum.kind == "seed").mark_line(strokeWidth=0.8).encode(
-            y=alt.Y("value:Q", title=y_title, scale=alt.Scale(zero=False)), detail="key:N",
+            y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)), detail="key:N",
             opacity=alt.when(sel).then(alt.value(0.5)).otherwise(alt.value(0.05)),
             tooltip=[alt.Tooltip("series:N", title="variant"), alt.Tooltip("seed:Q"),
                      alt.Tooltip("epoch:Q"), alt.Tooltip("value:Q", format=".4f")]))
     layers.append(mean.mark_line(strokeWidth=2).encode(
-        y=alt.Y("mean:Q", title=y_title, scale=alt.Scale(zero=False)),
+        y=alt.Y("mean:Q", title=None, scale=alt.Scale(zero=False)),
         strokeDash=alt.StrokeDash("all_seeds:N", title="mean over",
                                   scale=alt.Scale(domain=[_COMPLETE, _INCOMPLETE], range=[[1, 0], [5, 3]])),
         opacity=alt.when(sel).then(alt.value(1.0)).otherwise(alt.value(0.15))))
     # Invisible points carry the tooltip: a line's own tooltip shows one arbitrary point of the path.
     layers.append(mean.mark_circle(size=40, opacity=0).encode(
-        y=alt.Y("mean:Q", title=y_title),
+        y=alt.Y("mean:Q", title=None),
         tooltip=[alt.Tooltip("series:N", title="variant"), alt.Tooltip("metric:N"), alt.Tooltip("epoch:Q"),
                  alt.Tooltip("mean:Q", format=".4f"), alt.Tooltip("sd:Q", title="sd (ddof=1)", format=".4f"),
                  alt.Tooltip("lo:Q", title="min", format=".4f"), alt.Tooltip("hi:Q", title="max", format=".4f"),
@@ -254,6 +195,21 @@ def _x(log_x: bool) -> alt.X:
     return alt.X("epoch:Q", title="epoch" + (" (log scale)" if log_x else ""), scale=scale, axis=axis)
 
 
+def _series_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """series, variant, order of a chart frame, in display order (registry order, then label)."""
+    pairs = frame[["variant", "series"]].drop_duplicates("series")
+    ranked = sorted(zip(pairs["variant"], pairs["series"], strict=True),
+                    key=lambda vs: (cmp.variant_rank(vs[0]), vs[1]))
+    return pd.DataFrame({"series": [s for _, s in ranked], "variant": [v for v, _ in ranked],
+                         "order": range(len(ranked))})
+
+
+def _metric_order(frame: pd.DataFrame) -> list[str]:
+    known = [m.row for m in METRICS.values() if m.source == "epoch"]
+    names = frame["name"].dropna().unique().tolist()
+    return sorted(names, key=lambda n: known.index(n) if n in known else len(known))
+
+
 def curves_chart(frame: pd.DataFrame, log_x: bool = True, band: str = "minmax", seeds: bool = False,
                  columns: int = 3, width: int = 210, height: int = 200) -> alt.FacetChart | None:
     """One panel per metric, one colour per series: mean line over seeds plus a band.
@@ -264,9 +220,8 @@ def curves_chart(frame: pd.DataFrame, log_x: bool = True, band: str = "minmax", 
     """
     if frame.empty:
         return None
-    domain, rng = colours(frame[frame["kind"] == "mean"].assign(order=lambda d: d["series"].map(
-        {s: i for i, s in enumerate(_series_order(frame))})))
-    metrics = tuple(TITLES.get(m, m) for m in _metric_order(frame))
+    domain, rng = colours(_series_frame(frame[frame["kind"] == "mean"]))
+    metrics = tuple(label("epoch", m) for m in _metric_order(frame))
     return _curves(frame, tuple(domain), tuple(rng), metrics, log_x, band, seeds, columns, width, height)
 
 
@@ -277,7 +232,7 @@ def _curves(frame: pd.DataFrame, domain: tuple[str, ...], rng: tuple[str, ...], 
                       scale=alt.Scale(domain=list(domain), range=list(rng)),
                       legend=alt.Legend(labelLimit=400, titleLimit=400, symbolStrokeWidth=3, symbolOpacity=1,
                                         orient="bottom"))      # below the panels: three fit a laptop-wide page
-    layered = alt.layer(*_layers(frame, sel, _x(log_x), color, band, seeds), data=frame).add_params(sel)
+    layered = alt.layer(*_layers(sel, _x(log_x), color, band, seeds), data=frame).add_params(sel)
     return (layered.properties(width=width, height=height)
             .facet(facet=alt.Facet("metric:N", sort=list(metrics), title=None, header=_facet_header()),
                    columns=columns)
@@ -294,9 +249,8 @@ def curves_spec(frame: pd.DataFrame, log_x: bool = True, band: str = "minmax", s
     """
     if frame.empty:
         return None
-    domain, rng = colours(frame[frame["kind"] == "mean"].assign(order=lambda d: d["series"].map(
-        {s: i for i, s in enumerate(_series_order(frame))})))
-    metrics = tuple(TITLES.get(m, m) for m in _metric_order(frame))
+    domain, rng = colours(_series_frame(frame[frame["kind"] == "mean"]))
+    metrics = tuple(label("epoch", m) for m in _metric_order(frame))
     return json.loads(_spec_json(tuple(domain), tuple(rng), metrics, log_x, band, seeds, columns, width, height))
 
 
@@ -310,89 +264,66 @@ def _spec_json(domain: tuple[str, ...], rng: tuple[str, ...], metrics: tuple[str
     return json.dumps(spec)
 
 
-def _series_order(frame: pd.DataFrame) -> list[str]:
-    pairs = frame[["variant", "series"]].drop_duplicates("series")
-    return [s for _, s in sorted(zip(pairs["variant"], pairs["series"]),
-                                 key=lambda vs: (_variant_order(vs[0]), vs[1]))]
-
-
-def _metric_order(frame: pd.DataFrame) -> list[str]:
-    known = list(TITLES)
-    names = frame["name"].dropna().unique().tolist()
-    return sorted(names, key=lambda n: known.index(n) if n in known else len(known))
+# -- the course figures ----------------------------------------------------------------------------------------
+def figure_marker(experiment: str) -> Metric:
+    """The test metric marked on the course figure's second row: the one whose curve that row draws (same
+    units): test accuracy for the CNN, test F1 for the U-Net."""
+    row = figure_metrics(experiment)[1]
+    return next(m for m in metrics_for(experiment, "table") if METRICS[m.curve_key].row == row)
 
 
 def figure_chart(tables: RunTables, experiment: str, log_x: bool = True, max_points: int = 120,
                  width: int | None = None, height: int = 150) -> alt.FacetChart | None:
-    """The course report's Figure 1 (CNN) / Figure 2 (U-Net), reborn: one column per variant, rows training
+    """The course report's Figure 1 (CNN) / Figure 2 (U-Net), reborn: one column per series, rows training
     loss and validation accuracy (F1 for U-Net), min/max band over the seeds around the mean, log-x epochs
     shared per column, and each column headed by its final test metrics as mean ± sd (n seeds).
 
-    The accuracy/F1 row also marks the test score (`FIGURE_TESTS`: test accuracy / test F1, the row's own
+    The accuracy/F1 row also marks the test score (`figure_marker`: test accuracy / test F1, the row's own
     units) after every epoch the test split was scored at, e.g. the U-Net's 200, 400 and 1000: a diamond at
     the mean with a ± sd (ddof=1) error bar, its tooltip giving n and every test metric there."""
-    frame = curve_frame(tables, FIGURE_METRICS[experiment], max_points=max_points)
+    rows = figure_metrics(experiment)
+    frame = curve_frame(tables, rows, max_points=max_points)
     if frame.empty:
         return None
-    heads = _panel_heads(tables, experiment)
-    if len(marks := _test_marks(tables, experiment)):
+    summary = cmp.test_summary(tables, test_metrics(experiment))
+    heads = report.figure_heads(summary, experiment)
+    if len(marks := _test_marks(summary, experiment)):
         frame = pd.concat([frame, marks], ignore_index=True)
     frame["panel"] = frame["series"].map(heads).fillna(frame["series"])
-    domain, rng = colours(frame.assign(order=frame["series"].map(
-        {s: i for i, s in enumerate(_series_order(frame))})))
-    panels = [heads.get(s, s) for s in _series_order(frame)]
+    order = _series_frame(frame)
+    domain, rng = colours(order)
+    panels = [heads.get(s, s) for s in order["series"]]
     width = width or max(120, min(200, 680 // len(panels)))      # 4 columns + axes fit a wide page (~950 px)
     sel = alt.selection_point(fields=["series"], bind="legend", name="pick")
     color = alt.Color("series:N", scale=alt.Scale(domain=domain, range=rng), legend=None)
     x = _x(log_x)
     x["scale"] = x["scale"].copy()
     x["scale"]["padding"] = 6                                     # a test marker at the last epoch shows whole
-    layers = [*_layers(frame, sel, x, color, "minmax", False), *_test_layers(x, color)]
+    layers = [*_layers(sel, x, color, "minmax", False), *_test_layers(x, color)]
     layered = alt.layer(*layers, data=frame).add_params(sel)
-    rows = [TITLES[m] for m in FIGURE_METRICS[experiment]]
     return (layered.properties(width=width, height=height)
-            .facet(row=alt.Row("metric:N", sort=rows, title=None, header=_facet_header()),
+            .facet(row=alt.Row("metric:N", sort=[label("epoch", m) for m in rows], title=None,
+                               header=_facet_header()),
                    column=alt.Column("panel:N", sort=panels, title=None, header=_facet_header()))
             .resolve_scale(y="independent")
             .configure_legend(orient="bottom"))                   # not beside the columns: keeps the width
 
 
-def _panel_heads(tables: RunTables, experiment: str) -> dict[str, str]:
-    """series -> 'BN + Adam / test after epoch 200 (n=3): / accuracy 0.412 ± 0.020 / loss 2.110 ± 0.050'
-    (one line each) at each series' last test epoch."""
-    summ = test_summary(tables, TEST_METRICS[experiment])
-    heads = {}
-    for series, g in summ.groupby("series", sort=False):
-        g = g[g["epoch"] == g["epoch"].max()]
-        bits = []
-        for m in TEST_METRICS[experiment]:
-            r = g[g["metric"] == m]
-            if len(r):
-                r = r.iloc[0]
-                bits.append(f"{TITLES[m].replace('test ', '')} {_pm(r['mean'], r['sd'])}")
-        n = int(g["n"].max()) if len(g) else 0
-        heads[series] = "\n".join([series, f"test after epoch {int(g['epoch'].max())} (n={n}):", *bits])
-    return heads
-
-
-def _test_marks(tables: RunTables, experiment: str) -> pd.DataFrame:
-    """Rows (kind "test") for the figure's test markers: per series and test epoch the `FIGURE_TESTS` metric's
+def _test_marks(summary: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """Rows (kind "test") for the figure's test markers: per series and test epoch the marked test metric's
     mean, sd (ddof=1), mean ± sd, n, placed in the accuracy/F1 row; `test_note` lists every test metric."""
-    metric = FIGURE_TESTS[experiment]
-    summ = test_summary(tables, TEST_METRICS[experiment])
+    marked = figure_marker(experiment).row
     rows = []
-    for (series, epoch), g in summ.groupby(["series", "epoch"], sort=False):
+    for (series, epoch), g in summary.groupby(["series", "epoch"], sort=False):
         by = {r["metric"]: r for r in g.to_dict("records")}
-        r = by.get(metric)
+        r = by.get(marked)
         if r is None or not r["n"]:
             continue
-        note = " · ".join(f"{TITLES[m].replace('test ', '')} {_pm(by[m]['mean'], by[m]['sd'])}"
-                          + (f" (n={by[m]['n']})" if by[m]["n"] != r["n"] else "")
-                          for m in TEST_METRICS[experiment] if m in by)
-        rows.append({"kind": "test", "series": series, "variant": r["variant"], "name": metric,
-                     "metric": TITLES[FIGURE_METRICS[experiment][1]], "epoch": int(epoch), "mean": r["mean"],
-                     "sd": r["sd"], "sd_lo": r["mean"] - r["sd"], "sd_hi": r["mean"] + r["sd"], "n": r["n"],
-                     "test_metric": TITLES[metric], "test_note": note})
+        rows.append({"kind": "test", "series": series, "variant": r["variant"], "name": marked,
+                     "metric": label("epoch", figure_metrics(experiment)[1]), "epoch": int(epoch),
+                     "mean": r["mean"], "sd": r["sd"], "sd_lo": r["mean"] - r["sd"], "sd_hi": r["mean"] + r["sd"],
+                     "n": r["n"], "test_metric": label("test", marked),
+                     "test_note": report.test_note(by, experiment, r["n"])})
     return pd.DataFrame(rows)
 
 
@@ -412,82 +343,123 @@ def _test_layers(x: alt.X, color: alt.Color) -> list[alt.Chart]:
     return [bar, dot]
 
 
-# -- test metrics --------------------------------------------------------------------------------------------
-def test_summary(tables: RunTables, metrics: tuple[str, ...] | list[str] | None = None) -> pd.DataFrame:
-    """Long summary of test metrics: series, epoch, metric, n, mean, sd (ddof=1), values {seed: value}."""
-    cols = ["series", "variant", "order", "epoch", "metric", "n", "mean", "sd", "values"]
-    lab = series_table(tables.runs)
-    t = tables.tests
-    if lab.empty or t.empty:
-        return pd.DataFrame(columns=cols)
-    if metrics is not None:
-        t = t[t["name"].isin(list(metrics))]
-    t = t.merge(lab, on="key").merge(tables.runs[["key", "seed"]], on="key")
-    rows = []
-    for (order, series, variant, epoch, metric), g in t.groupby(["order", "series", "variant", "epoch", "name"]):
-        v = g["value"].astype(float)
-        fin = v[np.isfinite(v)]
-        rows.append({"series": series, "variant": variant, "order": int(order), "epoch": int(epoch),
-                     "metric": metric, "n": int(len(fin)), "mean": float(fin.mean()) if len(fin) else math.nan,
-                     "sd": float(fin.std(ddof=1)) if len(fin) > 1 else math.nan,
-                     "values": {int(s): float(x) for s, x in zip(g["seed"], v)}})
-    return pd.DataFrame(rows, columns=cols)
+# -- the Compare page ------------------------------------------------------------------------------------------
+def matrix_chart(res: cmp.Comparison, color_by: str = "diff", higher_is_better: bool = True) -> alt.LayerChart:
+    """The pair matrix: row a, column b, one cell per compared pair (the upper triangle of the groups' K x K
+    matrix under the default families), Δ = a − b; each cell says its adjusted p and family size.
+
+    color_by: "diff" (metric units) or "hedges_g". The diverging scale is centred at 0 and symmetric, and
+    reversed for lower-is-better metrics so that blue always means "row is better".
+    """
+    pairs = res.pairs
+    axis = {g.label: report.axis_label(g) for g in res.groups}
+    order = [axis[g.label] for g in res.groups]
+    compact = len(order) > 5
+    colour = pairs["diff" if color_by == "diff" else "hedges_g"].astype(float)
+    top = float(np.nanmax(np.abs(colour))) if colour.notna().any() else 0.0
+    top = top if top > 0 else 1.0
+    data = pairs.assign(
+        axis_a=pairs["a"].map(axis), axis_b=pairs["b"].map(axis), colour=colour,
+        dark=(colour.abs() > 0.6 * top).to_numpy(),
+        cell=[report.matrix_cell(r, compact) for r in pairs.to_dict("records")],
+        family_text=[report.family_label(f) for f in pairs["family"]],
+        verdict=["significant" if s else ("not significant" if t else f"not tested (n < {cmp.MIN_N})")
+                 for s, t in zip(pairs["significant"], pairs["tested"], strict=True)])
+    data = data[["axis_a", "axis_b", "a", "b", "n_a", "n_b", "diff", "ci_low", "ci_high", "hedges_g", "z_seed",
+                 "welch_p", "p_adjusted", "family_text", "family_size", "significant", "verdict", "colour", "dark",
+                 "cell"]]
+    rows = [o for o in order if o in set(data["axis_a"])]
+    cols = [o for o in order if o in set(data["axis_b"])]
+    title = "Δ (row − column)" if color_by == "diff" else "Hedges' g (row − column)"
+    x = alt.X("axis_b:N", title=None, sort=cols, scale=alt.Scale(domain=cols),
+              axis=alt.Axis(labelAngle=-40, labelLimit=220, labelOverlap=False, orient="top"))
+    y = alt.Y("axis_a:N", title=None, sort=rows, scale=alt.Scale(domain=rows), axis=alt.Axis(labelLimit=220))
+    base = alt.Chart(data).encode(x=x, y=y)
+    adjusted = f"p adjusted ({report.CORRECTION_SHORT[res.correction]})"
+    tooltip = ["a:N", "b:N", "n_a:Q", "n_b:Q", alt.Tooltip("diff:Q", format=".4g", title="Δ"),
+               alt.Tooltip("ci_low:Q", format=".4g", title="CI low"),
+               alt.Tooltip("ci_high:Q", format=".4g", title="CI high"),
+               alt.Tooltip("hedges_g:Q", format=".3g", title="Hedges' g"),
+               alt.Tooltip("z_seed:Q", format=".3g", title="course z (= d/√2)"),
+               alt.Tooltip("welch_p:Q", format=".4g", title="Welch p"),
+               alt.Tooltip("p_adjusted:Q", format=".4g", title=adjusted),
+               alt.Tooltip("family_text:N", title="family"),
+               alt.Tooltip("family_size:Q", title="pairs in the family"), "verdict:N"]
+    rect = base.mark_rect(stroke="black").encode(
+        color=alt.Color("colour:Q", title=title,
+                        scale=alt.Scale(scheme="redblue", domain=[-top, top], domainMid=0,
+                                        reverse=not higher_is_better)),
+        strokeWidth=alt.when("datum.significant").then(alt.value(3)).otherwise(alt.value(0)),
+        tooltip=tooltip)
+    lines = 2 if compact else 4                                # Vega starts a multi-line text at y
+    text = base.mark_text(lineBreak="\n", fontSize=10 if compact else 11, lineHeight=13,
+                          dy=-6.5 * (lines - 1)).encode(
+        text="cell:N", color=alt.when("datum.dark").then(alt.value("white")).otherwise(alt.value("black")))
+    # autosize "pad": Streamlit's default "fit" squeezed the cells far below these sizes (seen in Chromium)
+    return (rect + text).properties(width=max(160, len(cols) * (66 if compact else 130)),
+                                    height=max(170, len(rows) * (40 if compact else 80)),
+                                    autosize=alt.AutoSizeParams(type="pad"))
 
 
-def _pm(mean: float, sd: float, digits: int = 3) -> str:
-    if mean != mean:
-        return "–"
-    return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd == sd else "")
+def strip_chart(res: cmp.Comparison, metric_label: str) -> alt.LayerChart:
+    """Every seed's value per group (always the raw points), coloured by series as on every page, with the
+    mean and its 95 % t-interval."""
+    axis = {g.label: report.axis_label(g) for g in res.groups}
+    order = [axis[g.label] for g in res.groups]
+    points = res.points.assign(axis_label=res.points["label"].map(axis))
+    summ = res.summary.assign(axis_label=res.summary["label"].map(axis))
+    x = alt.X("axis_label:N", title=None, sort=order,
+              axis=alt.Axis(labelAngle=-40, labelLimit=220, labelOverlap=False))
+    pts = alt.Chart(points).mark_circle(size=70, opacity=0.75).encode(
+        x=x, xOffset=alt.XOffset("seed:N"),
+        y=alt.Y("value:Q", title=metric_label, scale=alt.Scale(zero=False)),
+        color=_colour(points, legend=None),
+        tooltip=["label:N", "seed:Q", alt.Tooltip("value:Q", format=".4g")])
+    summ = summ[["label", "axis_label", "n", "mean", "ci_low", "ci_high"]]
+    tip = ["label:N", "n:Q", alt.Tooltip("mean:Q", format=".4g"), alt.Tooltip("ci_low:Q", format=".4g"),
+           alt.Tooltip("ci_high:Q", format=".4g")]
+    ci = alt.Chart(summ).mark_rule(color="black", strokeWidth=2).encode(x=x, y="ci_low:Q", y2="ci_high:Q",
+                                                                         tooltip=tip)
+    mean = alt.Chart(summ).mark_point(shape="diamond", filled=True, size=140, color="black").encode(
+        x=x, y="mean:Q", tooltip=tip)
+    return (pts + ci + mean).properties(title="every seed, mean ± 95 % CI", height=360)
 
 
-def test_table(tables: RunTables, experiment: str) -> pd.DataFrame:
-    """Display table: one row per series × test epoch; per metric 'mean ± sd' (ddof=1; sd needs n ≥ 2),
-    n seeds, and every seed's value. The best mean in each column (per test epoch) is marked ★."""
-    metrics = TEST_METRICS[experiment]
-    summ = test_summary(tables, metrics)
-    if summ.empty:
-        return pd.DataFrame()
-    seeds = sorted({s for vals in summ["values"] for s in vals})
-    best: dict[tuple[int, str], float] = {}
-    for (epoch, m), g in summ.groupby(["epoch", "metric"]):
-        ok = g["mean"].dropna()
-        if len(g) > 1 and len(ok):
-            best[(epoch, m)] = ok.min() if m in _LOWER_IS_BETTER else ok.max()
-    rows = []
-    for (order, series, epoch), g in summ.groupby(["order", "series", "epoch"]):
-        row: dict[str, Any] = {"variant": series, "test epoch": int(epoch), "n": int(g["n"].max())}
-        by = {r["metric"]: r for r in g.to_dict("records")}
-        for m in metrics:
-            r = by.get(m)
-            cell = "–" if r is None else _pm(r["mean"], r["sd"], 4)
-            if r is not None and (r["n"] < row["n"]):
-                cell += f" (n={r['n']})"
-            if r is not None and best.get((epoch, m)) == r["mean"]:
-                cell += " ★"
-            row[f"{TITLES[m]} (mean ± sd)"] = cell
-        for m in metrics:
-            for s in seeds:
-                r = by.get(m)
-                row[f"{m} · seed {s}"] = r["values"].get(s) if r is not None else None
-        rows.append(row)
-    return pd.DataFrame(rows)
+def power_chart(plan: cmp.PowerPlan, targets: Sequence[float] = (0.8, 0.9)) -> alt.LayerChart:
+    """Power against seeds per group (`plan.curve`), one line per test level, the current n marked."""
+    curve = plan.curve.assign(rule=[report.power_rule(int(k)) for k in plan.curve["comparisons"]])
+    rules = list(dict.fromkeys(curve["rule"]))
+    line = alt.Chart(curve).mark_line(point=True).encode(
+        x=alt.X("n:Q", title="seeds per group"), y=alt.Y("power:Q", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("rule:N", title="test level",                      # test levels, not variants: greys
+                        scale=alt.Scale(domain=rules, range=["#9d9d9d", "#222222"][:len(rules)])),
+        tooltip=["n:Q", alt.Tooltip("power:Q", format=".2f"), "rule:N"])
+    goal = alt.Chart(pd.DataFrame({"power": list(targets)})).mark_rule(strokeDash=[4, 4], color="grey").encode(
+        y="power:Q")
+    now = pd.DataFrame({"n": [plan.current_n], "label": [f"now: n = {plan.current_n}"]})
+    mark = alt.Chart(now).mark_rule(color="black").encode(x="n:Q")
+    text = alt.Chart(now).mark_text(align="left", dx=4, dy=-6, y=0).encode(x="n:Q", text="label:N")
+    return (line + goal + mark + text).properties(height=260, title="Power of a two-sided t-test")
 
 
-def course_table(tables: RunTables, metric: str = "pixel_acc") -> pd.DataFrame:
-    """The course report's U-Net table: rows Normal / Nearest / ELU / Nearest+ELU, one column per test epoch
-    (200/400/1000), cells 'mean ± sd (n=k)' of `metric`. Only the four named U-Net variants are included."""
-    summ = test_summary(tables, [metric])
-    summ = summ[summ["variant"].isin(list(COURSE_ROWS))]
-    if summ.empty:
-        return pd.DataFrame()
-    epochs = sorted(summ["epoch"].unique())
-    rows = []
-    for (order, series, variant), g in summ.groupby(["order", "series", "variant"]):
-        label = COURSE_ROWS[variant] + series[len(COURSE_NAMES[variant]):]
-        row = {"type / epochs": label}
-        by = dict(zip(g["epoch"], g.to_dict("records")))
-        for e in epochs:
-            r = by.get(e)
-            row[str(e)] = "–" if r is None else f"{_pm(r['mean'], r['sd'])} (n={r['n']})"
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("type / epochs")
+def curve_test_chart(cur: cmp.CurveTest, width: int = 760) -> alt.VConcatChart:
+    """The two series' per-epoch curves (mean line, min-max band, coloured as on every page) over a strip of
+    the epochs where Welch rejects (`compare.curve_test`)."""
+    x = alt.X("epoch:Q", title="epoch", scale=alt.Scale(zero=False, nice=False))
+    curves = cur.curves
+    base = alt.Chart(curves).encode(x=x, color=_colour(curves, "label", title=None, legend=alt.Legend(orient="top")))
+    band = base.mark_area(opacity=0.2).encode(y=alt.Y("lo:Q", title=cur.metric.label, scale=alt.Scale(zero=False)),
+                                             y2="hi:Q")
+    line = base.mark_line().encode(y="mean:Q", tooltip=[alt.Tooltip("label:N", title="variant"), "epoch:Q",
+                                                        "n:Q", alt.Tooltip("mean:Q", format=".4g")])
+    marks = cur.tests.assign(verdict=np.where(cur.tests["significant"], "Welch rejects", "no evidence"))
+    strip = alt.Chart(marks).mark_tick(thickness=2).encode(
+        x=x, color=alt.Color("verdict:N", title=None, legend=alt.Legend(orient="bottom"),
+                             scale=alt.Scale(domain=["Welch rejects", "no evidence"],
+                                             range=["#222222", "#d9d9d9"])),
+        tooltip=["epoch:Q", alt.Tooltip("diff:Q", format=".4g", title="Δ"),
+                 alt.Tooltip("welch_p:Q", format=".4g"), alt.Tooltip("p_adjusted:Q", format=".4g")])
+    # fixed widths: "container" inside a vconcat overflowed Streamlit's column and cut the legend off
+    top = (band + line).properties(height=260, width=width)
+    return alt.vconcat(top, strip.properties(height=30, width=width)).resolve_scale(
+        x="shared", color="independent")

@@ -1,7 +1,9 @@
 """`python -m adlapp …`: the headless entry point (GPU servers, scripts, producing cached_runs/).
 
-Commands: train, resume, runs, export, import, worker. Every bad argument exits non-zero with one clear
-line, and is refused before the store is touched. torch is imported only by the commands that train.
+Commands: train, resume, runs, cancel, export, import, worker. Every bad argument exits non-zero with one
+clear line, and is refused before the store is touched. torch is imported only by the commands that train.
+`train` and `resume` train in this process; `cancel` and `worker` go through the job queue (adlapp.jobs), as
+the app does.
 """
 from __future__ import annotations
 
@@ -12,24 +14,34 @@ import os
 import shlex
 import sqlite3
 import sys
-from dataclasses import replace
-from pathlib import Path
 from typing import Sequence
 
-from adlapp.config import (ACTIVATIONS, LIMITS, OPTIMIZERS, UPSAMPLINGS, VARIANTS, ConfigError, RunConfig,
-                           base_config, parse_seeds, variant)
+from adlapp.config import (
+    ACTIVATIONS,
+    EXPERIMENT_INFO,
+    EXPERIMENTS,
+    LIMITS,
+    OPTIMIZERS,
+    UPSAMPLINGS,
+    VARIANTS,
+    ConfigError,
+    RunConfig,
+    base_config,
+    parse_seeds,
+)
+from adlapp.jobs import LocalProcessBackend, WorkerRegistry
+from adlapp.planning import Sizes, Toggles, configure, resolve_dataset, variant_config
 from adlapp.provenance import git_commit
-from adlapp.store import RESUMABLE, STATUSES, RunStore, StoreError
+from adlapp.store import FINISHED, RESUMABLE, STATUSES, RunStore, StoreError
 
 __all__ = ["main", "build_config"]
-
-BUILTIN_DATASETS = {"cards": "cnn", "vessels": "unet"}
 
 
 class CliError(Exception):
     """Reported as one line on stderr with exit status 2."""
 
 
+# -- argument types: each refuses a bad value with one line, before anything is touched ---------------------
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -75,122 +87,149 @@ def _int_list(text: str) -> list[int]:
 
 
 def _seeds(text: str) -> list[int]:
-    """'3' means seeds 0,1,2; '0,5,7' means exactly those (the same rule as the app's seed box)."""
+    """The app's seed box rule (adlapp.config.parse_seeds): '3' is seeds 0,1,2; '0,5,7' exactly those;
+    '0-4' seeds 0 to 4; one particular seed is '7,' or '7-7'."""
     seeds, error = parse_seeds(text)
     if error:
         raise argparse.ArgumentTypeError(error)
     return seeds
 
 
+# -- the parser ---------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m adlapp",
                                 description="adlapp: train variants with several seeds and compare them honestly.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_train, _add_resume, _add_runs, _add_cancel, _add_export, _add_import, _add_worker):
+        add(sub)
+    return p
 
+
+def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train one variant for one or more seeds into the store",
                        description="Train (or find already finished) runs of one variant. Runs that are "
                                    "already done in the store are not trained again.")
-    t.add_argument("experiment", choices=["cnn", "unet"])
+    t.add_argument("experiment", choices=EXPERIMENTS)
     t.add_argument("--variant", help=f"named variant: {', '.join(VARIANTS)} (or without the prefix)")
     t.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
                    help="BatchNorm2d after conv2 and conv3 (CNN) or in every block (U-Net)")
     t.add_argument("--optimizer", choices=OPTIMIZERS)
-    t.add_argument("--lr", type=_positive_float, help="learning rate (default 0.01 CNN, 0.001 U-Net)")
-    t.add_argument("--momentum", type=_finite_float, help="SGD momentum (default 0.9)")
+    t.add_argument("--lr", type=_positive_float, help=_default_help("learning rate", lambda c: c.optim.lr))
+    t.add_argument("--momentum", type=_finite_float,
+                   help=f"SGD momentum (default {base_config('cnn').optim.momentum:g})")
     t.add_argument("--weight-decay", type=_finite_float)
     t.add_argument("--activation", choices=ACTIVATIONS)
     t.add_argument("--upsampling", choices=UPSAMPLINGS, help="U-Net: transpose is the course's 'normal'")
-    t.add_argument("--depth", type=_positive_int, help="U-Net down-samplings (default 3)")
-    t.add_argument("--base-width", type=_positive_int, help="U-Net channels at the top level (default 8)")
-    t.add_argument("--batch-size", type=_positive_int)
-    t.add_argument("--seeds", type=_seeds, default=[0], help="a count (3 = seeds 0,1,2) or a list (0,4,9)")
-    t.add_argument("--epochs", type=_positive_int)
+    t.add_argument("--depth", type=_positive_int,
+                   help=f"U-Net down-samplings (default {base_config('unet').model.depth})")
+    t.add_argument("--base-width", type=_positive_int,
+                   help=f"U-Net channels at the top level (default {base_config('unet').model.base_width})")
+    t.add_argument("--batch-size", type=_positive_int, help=_default_help("batch size", lambda c: c.batch_size))
+    t.add_argument("--seeds", type=_seeds, default=[0],
+                   help="a count (3 = seeds 0,1,2), a list (0,4,9) or a range (0-4); one seed: 7, or 7-7")
+    t.add_argument("--epochs", type=_positive_int, help=_default_help("epochs", lambda c: c.epochs))
     t.add_argument("--eval-at", type=_int_list, help="extra test evaluations, e.g. 200,400")
     t.add_argument("--dataset", help="cards, vessels, or a folder of your own images")
-    t.add_argument("--train-per-class", type=_positive_int, help="cards: training images per class (20)")
-    t.add_argument("--n-train", type=_positive_int, help="vessels: training images (48)")
+    t.add_argument("--train-per-class", type=_positive_int,
+                   help=f"cards: training images per class ({base_config('cnn').data.train_per_class})")
+    t.add_argument("--n-train", type=_positive_int,
+                   help=f"vessels: training images ({base_config('unet').data.n_train})")
     t.add_argument("--image-size", type=_positive_int, help="vessels/segmentation folders: side in pixels")
     t.add_argument("--checkpoint-every", type=int, default=None,
                    help="epochs between checkpoints (default: adaptive, ~2%% of the training time; 0: only "
                         "when stopped). Does not change the numbers, so it is not part of the run's key")
-    t.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
-    t.add_argument("--threads", type=_threads, help="torch CPU threads (default: all cores)")
+    _add_device(t, threads_help="torch CPU threads (default: all cores)")
     t.add_argument("--store", help="store directory (default $ADLAPP_STORE or ./runs)")
 
+
+def _add_resume(sub) -> None:
     u = sub.add_parser("resume", help="continue interrupted, cancelled or failed runs from their checkpoints",
                        description="Continue runs from their last checkpoint, in the foreground. A run "
                                    "resumes with the thread count it started with.")
     u.add_argument("keys", nargs="*", metavar="KEY", help="run ids (see `runs`)")
     u.add_argument("--all", action="store_true", help="every interrupted run in the store")
-    u.add_argument("--device", default="auto")
-    u.add_argument("--threads", type=_threads, help="torch CPU threads for runs that start afresh")
+    _add_device(u, threads_help="torch CPU threads for runs that start afresh")
     u.add_argument("--checkpoint-every", type=int, default=None, help="as for train")
     u.add_argument("--store")
 
+
+def _add_runs(sub) -> None:
     r = sub.add_parser("runs", help="list runs in the store")
     r.add_argument("--store")
     r.add_argument("--json", action="store_true", help="one JSON record per run, with metrics")
-    r.add_argument("--experiment", choices=["cnn", "unet"])
+    r.add_argument("--experiment", choices=EXPERIMENTS)
     r.add_argument("--status", choices=STATUSES)
 
+
+def _add_cancel(sub) -> None:
+    c = sub.add_parser("cancel", help="cancel queued or running runs (a running one stops after its epoch)")
+    c.add_argument("keys", nargs="+", metavar="KEY", help="run ids (see `runs`)")
+    c.add_argument("--store")
+
+
+def _add_export(sub) -> None:
     e = sub.add_parser("export", help="write finished runs to a portable bundle (Parquet + JSON manifest)")
     e.add_argument("--out", required=True, help="bundle file to write (.zip)")
     e.add_argument("--store")
-    e.add_argument("--experiment", choices=["cnn", "unet"])
+    e.add_argument("--experiment", choices=EXPERIMENTS)
     e.add_argument("--variant", action="append", help="only this variant (repeatable)")
 
+
+def _add_import(sub) -> None:
     i = sub.add_parser("import", help="add the runs of a bundle to the store")
     i.add_argument("file")
     i.add_argument("--store")
 
+
+def _add_worker(sub) -> None:
     w = sub.add_parser("worker", help="drain the store's queue (started by the app; rarely by hand)")
     w.add_argument("--store")
-    w.add_argument("--device", default="auto")
-    w.add_argument("--threads", type=_threads, help="torch CPU threads")
-    return p
+    _add_device(w, threads_help="torch CPU threads")
 
 
+def _add_device(parser: argparse.ArgumentParser, threads_help: str) -> None:
+    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
+    parser.add_argument("--threads", type=_threads, help=threads_help)
+
+
+def _default_help(what: str, value) -> str:
+    """'learning rate (default 0.01 CNN, 0.001 U-Net)', read from each experiment's course base."""
+    defaults = ", ".join(f"{value(base_config(e)):g} {EXPERIMENT_INFO[e].title}" for e in EXPERIMENTS)
+    return f"{what} (default {defaults})"
+
+
+# -- one config from the arguments: the app's path (adlapp.planning) ----------------------------------------
 def build_config(args: argparse.Namespace) -> RunConfig:
-    """The variant (or the experiment's course base) with every given toggle applied on top."""
-    try:
-        cfg = variant(args.variant) if args.variant is not None else base_config(args.experiment)
-    except ConfigError as e:
-        raise CliError(str(e)) from None
-    if cfg.experiment != args.experiment:
-        raise CliError(f"--variant {args.variant}: belongs to {cfg.experiment}, not {args.experiment}")
-    model = {k: v for k, v in {"batchnorm": args.batchnorm, "activation": args.activation,
-                               "upsampling": args.upsampling, "depth": args.depth,
-                               "base_width": args.base_width}.items() if v is not None}
-    optim = {k: v for k, v in {"name": args.optimizer, "lr": args.lr, "momentum": args.momentum,
-                               "weight_decay": args.weight_decay}.items() if v is not None}
-    data = {k: v for k, v in {"name": args.dataset, "train_per_class": args.train_per_class,
-                              "n_train": args.n_train, "image_size": args.image_size}.items() if v is not None}
-    top = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size}.items() if v is not None}
-    if args.eval_at is not None:
-        top["eval_at"] = tuple(args.eval_at)
-    if "name" in data:
-        name = data["name"].strip()
-        if not name:
-            raise CliError("--dataset: empty; give cards, vessels or a folder")
-        if name in BUILTIN_DATASETS:
-            if BUILTIN_DATASETS[name] != cfg.experiment:
-                raise CliError(f"--dataset {name}: is for {BUILTIN_DATASETS[name]}, not {cfg.experiment}")
-        elif not Path(name).expanduser().is_dir():
-            raise CliError(f"--dataset {name}: not a built-in data set (cards, vessels) nor an existing folder")
-        else:
-            data["name"] = str(Path(name).expanduser().resolve())
-    try:
-        return replace(cfg, model=replace(cfg.model, **model), optim=replace(cfg.optim, **optim),
-                       data=replace(cfg.data, **data), **top)
-    except ConfigError as e:
-        raise CliError(str(e)) from None
+    """The variant (or the experiment's course base) with every given toggle, size and the data set applied,
+    through the same `adlapp.planning` functions the app's pages use. ConfigError names a bad value."""
+    if args.dataset is not None and not args.dataset.strip():
+        raise CliError("--dataset: empty; give cards, vessels or a folder")
+    start = (variant_config(args.variant, args.experiment) if args.variant is not None
+             else base_config(args.experiment))
+    toggles = Toggles(batchnorm=args.batchnorm, activation=args.activation, upsampling=args.upsampling,
+                      depth=args.depth, base_width=args.base_width, optimizer=args.optimizer, lr=args.lr,
+                      momentum=args.momentum, weight_decay=args.weight_decay)
+    sizes = Sizes(epochs=args.epochs, eval_at=None if args.eval_at is None else tuple(args.eval_at),
+                  batch_size=args.batch_size, train_per_class=args.train_per_class, n_train=args.n_train,
+                  image_size=args.image_size)
+    return configure(start, toggles, sizes, resolve_dataset(args.dataset or "", args.experiment))
+
+
+def _command_line() -> str:
+    """How this process was invoked, recorded with each run and bundle as its provenance."""
+    return "python -m adlapp " + shlex.join(sys.argv[1:])
+
+
+def _check_checkpoint_every(value: int | None) -> None:
+    if value is not None and value < 0:
+        raise CliError(f"--checkpoint-every {value}: must be >= 0")
 
 
 def _prepare_training(device: str, threads: int | None) -> None:
     """Refuse a missing device before the store is touched (no `failed` row for a typo), set threads."""
     import torch
 
-    from adlapp.train import resolve_device   # imports torch: only when training
+    from adlapp.train import resolve_device  # imports torch: only when training
 
     try:
         resolve_device(device)
@@ -201,83 +240,107 @@ def _prepare_training(device: str, threads: int | None) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from adlapp.data import DataError, load_data, skipped_summary
-    from adlapp.runner import TerminationFlag, run_claimed   # imports torch: only when training
+    from adlapp.runner import TerminationFlag  # imports torch: only when training
 
     cfg = build_config(args)
-    if args.checkpoint_every is not None and args.checkpoint_every < 0:
-        raise CliError(f"--checkpoint-every {args.checkpoint_every}: must be >= 0")
+    _check_checkpoint_every(args.checkpoint_every)
     _prepare_training(args.device, args.threads)
-    try:   # a bad data folder is a clear error now, not a failed run later (loading is cached in-process)
-        data = load_data(cfg.data, "classification" if cfg.experiment == "cnn" else "segmentation")
+    _load_data_now(cfg)
+    store = RunStore(args.store)
+    store.mark_stale()
+    command, flag = _command_line(), TerminationFlag()
+    finals = []
+    for seed in args.seeds:
+        final = _train_seed(store, cfg, seed, command, args, flag)
+        if final == "cancelled":
+            return 130
+        finals.append(final)
+    return 1 if "failed" in finals else 0
+
+
+def _load_data_now(cfg: RunConfig) -> None:
+    """A data folder whose files cannot be read is a clear error now, not a failed run later (loading is
+    cached in-process, so training reuses it); skipped unreadable files are reported once."""
+    from adlapp.data import DataError, load_data, skipped_summary
+
+    try:
+        data = load_data(cfg.data, EXPERIMENT_INFO[cfg.experiment].task)
     except DataError as e:
         raise CliError(str(e)) from None
     if skipped_summary(data):
         print(f"{cfg.data.name}: {skipped_summary(data)}", file=sys.stderr)
-    store = RunStore(args.store)
-    store.mark_stale()
-    command = "python -m adlapp " + shlex.join(sys.argv[1:])
-    flag = TerminationFlag()
-    failures = 0
-    for seed in args.seeds:
-        key, status = store.enqueue(cfg, seed, command=command)
-        if status in ("done", "diverged"):
-            source = store.get(key)["source"]
-            origin = "" if source == "local" else f" (from {source})"
-            print(f"{key} seed={seed}: already {status}{origin}, not trained again", file=sys.stderr)
-            continue
-        claimed = store.claim(key)
-        if claimed is None:
-            print(f"{key} seed={seed}: {status} in another process, skipped", file=sys.stderr)
-            continue
-        final = run_claimed(store, key, cfg, seed, device=args.device, flag=flag,
-                            progress=_progress_bar(f"{cfg.experiment} seed {seed}", cfg.epochs),
-                            checkpoint_every=args.checkpoint_every)
-        print(f"{key} seed={seed}: {final}", file=sys.stderr)
-        failures += final == "failed"
-        if final == "cancelled":
-            return 130
-    return 1 if failures else 0
+
+
+def _train_seed(store: RunStore, cfg: RunConfig, seed: int, command: str, args: argparse.Namespace,
+                flag) -> str | None:
+    """Train one seed in the foreground unless it is finished or another process has it; its final status."""
+    key, status = store.enqueue(cfg, seed, command=command)
+    if status in FINISHED:
+        source = store.get(key)["source"]
+        origin = "" if source == "local" else f" (from {source})"
+        print(f"{key} seed={seed}: already {status}{origin}, not trained again", file=sys.stderr)
+        return None
+    if store.claim(key) is None:
+        print(f"{key} seed={seed}: {status} in another process, skipped", file=sys.stderr)
+        return None
+    final = _run_in_foreground(store, key, cfg, seed, args, flag)
+    print(f"{key} seed={seed}: {final}", file=sys.stderr)
+    return final
+
+
+def _run_in_foreground(store: RunStore, key: str, cfg: RunConfig, seed: int, args: argparse.Namespace,
+                       flag) -> str:
+    """Train a claimed run with a progress bar on a terminal; its final status."""
+    from adlapp.runner import run_claimed  # imports torch: only when training
+
+    return run_claimed(store, key, cfg, seed, device=args.device, flag=flag,
+                       progress=_progress_bar(f"{cfg.experiment} seed {seed}", cfg.epochs),
+                       checkpoint_every=args.checkpoint_every)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from adlapp.runner import TerminationFlag, run_claimed   # imports torch: only when training
+    from adlapp.runner import TerminationFlag  # imports torch: only when training
 
     if bool(args.keys) == bool(args.all):
         raise CliError("name the runs to resume (their ids, see `runs`) or give --all, not both")
-    if args.checkpoint_every is not None and args.checkpoint_every < 0:
-        raise CliError(f"--checkpoint-every {args.checkpoint_every}: must be >= 0")
+    _check_checkpoint_every(args.checkpoint_every)
     _prepare_training(args.device, args.threads)
     store = RunStore(args.store)
     store.mark_stale()
-    for key in args.keys:
-        row = store.get(key)
-        if row is None:
-            raise CliError(f"run {key}: not in the store {store.db_path}")
-        if row["status"] not in RESUMABLE:
-            raise CliError(f"run {key}: is {row['status']}; only {', '.join(RESUMABLE)} runs can be resumed")
+    _check_resumable(store, args.keys)
     keys = store.requeue(args.keys or None)
     if not keys:
         print(f"nothing to resume in {store.db_path}", file=sys.stderr)
         return 0
     flag = TerminationFlag()
-    failures = 0
+    finals = []
     for key in keys:
-        claimed = store.claim(key)
-        if claimed is None:
-            print(f"{key}: taken by another process or not trainable ({store.get(key)['error']})",
-                  file=sys.stderr)
-            continue
-        _, cfg, seed = claimed
-        final = run_claimed(store, key, cfg, seed, device=args.device, flag=flag,
-                            progress=_progress_bar(f"{cfg.experiment} seed {seed}", cfg.epochs),
-                            checkpoint_every=args.checkpoint_every)
-        how = _text(store.get(key)["notes"]) or "started afresh"
-        print(f"{key} seed={seed}: {final} ({how})", file=sys.stderr)
-        failures += final == "failed"
+        final = _resume_one(store, key, args, flag)
         if final == "cancelled":
             return 130
-    return 1 if failures else 0
+        finals.append(final)
+    return 1 if "failed" in finals else 0
+
+
+def _check_resumable(store: RunStore, keys: list[str]) -> None:
+    for key in keys:
+        row = store.get(key)
+        if row is None:
+            raise CliError(f"run {key}: not in the store {store.db_path}")
+        if row["status"] not in RESUMABLE:
+            raise CliError(f"run {key}: is {row['status']}; only {', '.join(RESUMABLE)} runs can be resumed")
+
+
+def _resume_one(store: RunStore, key: str, args: argparse.Namespace, flag) -> str | None:
+    claimed = store.claim(key)
+    if claimed is None:
+        print(f"{key}: taken by another process or not trainable ({store.get(key)['error']})", file=sys.stderr)
+        return None
+    _, cfg, seed = claimed
+    final = _run_in_foreground(store, key, cfg, seed, args, flag)
+    how = _text(store.get(key)["notes"]) or "started afresh"
+    print(f"{key} seed={seed}: {final} ({how})", file=sys.stderr)
+    return final
 
 
 def _progress_bar(label: str, total: int):
@@ -295,26 +358,30 @@ def _progress_bar(label: str, total: int):
 
 
 def _records(store: RunStore, experiment: str | None, status: str | None) -> list[dict]:
+    """One JSON-ready record per run: its row, the last value of each epoch metric, the test metrics."""
     tables = store.tables(experiment=experiment)
     runs = tables.runs if status is None else tables.runs[tables.runs["status"] == status]
     last = (tables.epochs.sort_values("epoch").groupby(["key", "name"]).tail(1)
             if len(tables.epochs) else tables.epochs)
     n_epochs = tables.epochs.groupby("key")["epoch"].nunique().to_dict() if len(tables.epochs) else {}
-    out = []
-    for r in runs.to_dict("records"):
-        mine = last[last["key"] == r["key"]]
-        tests = tables.tests[tables.tests["key"] == r["key"]]
-        out.append({
-            "id": r["key"], "experiment": r["experiment"], "variant": r["variant"], "seed": int(r["seed"]),
-            "epochs": int(r["epochs"]), "epochs_recorded": int(n_epochs.get(r["key"], 0)),
-            "status": r["status"], "device": _text(r["device"]), "threads": _int_or_none(r["threads"]),
-            "error": _text(r["error"]), "notes": _text(r["notes"]),
-            "config": _json_or_text(r["config"]),
-            "final": {n: _num(v) for n, v in zip(mine["name"], mine["value"])},
-            "test": {str(int(ep)): {n: _num(v) for n, v in zip(g["name"], g["value"])}
-                     for ep, g in tests.groupby("epoch")},
-        })
-    return out
+    return [_record(r, last[last["key"] == r["key"]], tables.tests[tables.tests["key"] == r["key"]],
+                    int(n_epochs.get(r["key"], 0))) for r in runs.to_dict("records")]
+
+
+def _record(r: dict, last, tests, epochs_recorded: int) -> dict:
+    return {
+        "id": r["key"], "experiment": r["experiment"], "variant": r["variant"], "seed": int(r["seed"]),
+        "epochs": int(r["epochs"]), "epochs_recorded": epochs_recorded,
+        "status": r["status"], "device": _text(r["device"]), "threads": _int_or_none(r["threads"]),
+        "error": _text(r["error"]), "notes": _text(r["notes"]),
+        "config": _json_or_text(r["config"]),
+        "final": _named_values(last),
+        "test": {str(int(ep)): _named_values(g) for ep, g in tests.groupby("epoch")},
+    }
+
+
+def _named_values(rows) -> dict[str, float | None]:
+    return {n: _num(v) for n, v in zip(rows["name"], rows["value"], strict=True)}
 
 
 def _num(v) -> float | None:
@@ -370,11 +437,18 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    backend = LocalProcessBackend(RunStore(args.store), concurrency=1)
+    for key in args.keys:
+        print(f"{key}: {backend.cancel(key)}")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from adlapp.bundle import export_store
 
     store = RunStore(args.store)
-    provenance = {"command": "python -m adlapp " + shlex.join(sys.argv[1:]), "git_commit": git_commit()}
+    provenance = {"command": _command_line(), "git_commit": git_commit()}
     path = export_store(store, args.out, experiment=args.experiment, variants=args.variant,
                         provenance=provenance)
     print(f"wrote {path}")
@@ -391,29 +465,28 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from adlapp.runner import TerminationFlag, run_claimed
+    """Claim queued (then interrupted) runs one at a time until none is left, registered as a worker of the
+    store's queue (adlapp.jobs) for as long as it runs."""
+    from adlapp.runner import TerminationFlag, run_claimed  # imports torch: only when training
 
     _prepare_training(args.device, args.threads)
     store = RunStore(args.store)
-    store.register_worker(os.getpid())
     flag = TerminationFlag()
-    try:
+    with WorkerRegistry(store.root).registered(os.getpid()):
         while not flag.set:
             store.mark_stale()     # a trainer that died becomes `interrupted`, and is resumed below
             claimed = store.claim(pid=os.getpid(), interrupted=True)
             if claimed is None:
-                return 0
+                break
             key, cfg, seed = claimed
             print(f"worker {os.getpid()}: training {key} ({cfg.experiment}, seed {seed})", flush=True)
             status = run_claimed(store, key, cfg, seed, device=args.device, flag=flag)
             print(f"worker {os.getpid()}: {key} {status}", flush=True)
-        return 0
-    finally:
-        store.unregister_worker(os.getpid())
+    return 0
 
 
-_COMMANDS = {"train": _cmd_train, "resume": _cmd_resume, "runs": _cmd_runs, "export": _cmd_export,
-             "import": _cmd_import, "worker": _cmd_worker}
+_COMMANDS = {"train": _cmd_train, "resume": _cmd_resume, "runs": _cmd_runs, "cancel": _cmd_cancel,
+             "export": _cmd_export, "import": _cmd_import, "worker": _cmd_worker}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

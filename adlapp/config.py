@@ -79,27 +79,47 @@ def is_run_key(key: object) -> bool:
     return isinstance(key, str) and _RUN_KEY.fullmatch(key) is not None
 
 
-def parse_seeds(text: str) -> tuple[list[int], str | None]:
-    """'3' → seeds 0,1,2; '0,5,7' → exactly those. Returns (seeds, error message or None).
+_SEED_RANGE = re.compile(r"(\d+)-(\d+)")
 
-    Counts and lists are bounded (MAX_SEEDS seeds of value at most MAX_SEED) so that a typo can neither
-    exhaust memory nor overflow the store's integers."""
+
+def parse_seeds(text: str) -> tuple[list[int], str | None]:
+    """The seeds a user typed. Returns (seeds, error message or None).
+
+    '3' → seeds 0,1,2: one number alone is a count. '0,5,7' → exactly those; '0-4' → 0,1,2,3,4; a list may
+    mix both ('0-2,7'). One particular seed is '7,' or '7-7'. So '--seeds 5' recorded in a bundle's
+    provenance keeps meaning seeds 0 to 4. Counts, lists and ranges are bounded (MAX_SEEDS seeds of value at
+    most MAX_SEED; a range is measured before it is expanded) so that a typo can neither exhaust memory nor
+    overflow the store's integers."""
     text = (text or "").strip()
+    shown = repr(text[:40])
     if not text:
-        return [], "Choose at least one seed (a count such as 3, or a list such as 0,1,2)."
+        return [], "Choose at least one seed (a count such as 3, a list such as 0,1,2 or a range such as 0-4)."
+    if re.fullmatch(r"[+-]?\d+", text):
+        count = int(text) if len(text) <= 12 else MAX_SEEDS + 1     # int() refuses numbers of 4,300+ digits
+        if not 1 <= count <= MAX_SEEDS:
+            return [], f"Seeds {shown}: the number of seeds must be at least 1 and at most {MAX_SEEDS}."
+        return list(range(count)), None
     parts = [t for t in text.replace(" ", ",").split(",") if t.strip()]
     if not parts or len(parts) > MAX_SEEDS:
-        return [], f"Seeds {text[:40]!r}: give a count (3) or a list of 1 to {MAX_SEEDS} seeds (0,1,2)."
-    try:
-        values = [int(t) for t in parts]
-    except ValueError:
-        return [], f"Seeds {text[:40]!r}: give a count (3) or a comma-separated list of whole numbers (0,1,2)."
-    if len(values) == 1 and "," not in text and " " not in text:
-        if not 1 <= values[0] <= MAX_SEEDS:
-            return [], f"Seeds {text[:40]!r}: the number of seeds must be at least 1 and at most {MAX_SEEDS}."
-        return list(range(values[0])), None
-    if any(not 0 <= v <= MAX_SEED for v in values) or len(set(values)) != len(values):
-        return [], f"Seeds {text[:40]!r}: seeds must be distinct whole numbers from 0 to {MAX_SEED:,}."
+        return [], f"Seeds {shown}: give a count (3), a range (0-4) or a list of 1 to {MAX_SEEDS} seeds (0,1,2)."
+    spans: list[tuple[int, int]] = []
+    for part in parts:
+        m = _SEED_RANGE.fullmatch(part.strip())
+        try:
+            low, high = (int(m[1]), int(m[2])) if m else (int(part), int(part))
+        except ValueError:
+            return [], (f"Seeds {shown}: give a count (3), a comma-separated list of whole numbers (0,1,2) "
+                        "or a range (0-4).")
+        if low > high:
+            return [], f"Seeds {shown}: a range goes from the lower seed to the higher one ({high}-{low})."
+        spans.append((low, high))
+    if any(not 0 <= low <= high <= MAX_SEED for low, high in spans):
+        return [], f"Seeds {shown}: seeds must be distinct whole numbers from 0 to {MAX_SEED:,}."
+    if sum(high - low + 1 for low, high in spans) > MAX_SEEDS:
+        return [], f"Seeds {shown}: at most {MAX_SEEDS} seeds in one request."
+    values = [seed for low, high in spans for seed in range(low, high + 1)]
+    if len(set(values)) != len(values):
+        return [], f"Seeds {shown}: seeds must be distinct whole numbers from 0 to {MAX_SEED:,}."
     return values, None
 
 

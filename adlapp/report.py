@@ -1,19 +1,38 @@
-"""Words: every formatter, sentence and caption the app, the CLI and exports show.
+"""Words: every formatter, sentence, caption and display table the app, the CLI and exports show.
 
 Numbers come from adlapp.stats / adlapp.compare, pictures from adlapp.charts; this module turns numbers into
-text, so that one value reads the same on every page ("p < 0.001", "0.565 ± 0.021", "3 min 05 s").
+text, so that one value reads the same on every page ("p < 0.001", "0.565 ± 0.021", "3 min 05 s"). The Home
+page's reading of the course study (`course_reading`) is here too, written from `compare.course_study`.
 
 This module imports neither torch nor streamlit.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["MINUS", "decimals", "number", "p_value", "p_clause", "mean_sd", "duration"]
+import numpy as np
+import pandas as pd
+
+from adlapp import compare as cmp
+from adlapp.config import EXPERIMENT_INFO, VARIANTS
+from adlapp.metrics import by_row, label, test_metrics
+from adlapp.store import FINISHED, RESUMABLE, RunTables
+
+__all__ = [
+    "MINUS", "decimals", "number", "p_value", "p_clause", "mean_sd", "duration", "plural", "seed_ranges",
+    "CORRECTION_NAMES", "CORRECTION_SHORT", "METHOD_CAPTION", "OPTIONAL_STOPPING", "FAMILY_RULE",
+    "family_phrase", "family_label", "adjusted", "delta_ci", "axis_label", "pair_sentence", "comparison_notes",
+    "pair_table", "matrix_cell", "power_rule", "power_table", "power_caveat", "power_error", "power_caption",
+    "plan_table", "queued_summary", "curve_message", "seed_progress_notes", "test_table", "course_table",
+    "figure_heads", "test_note", "course_reading",
+]
 
 MINUS = "\u2212"                    # a real minus sign: "−0.012" reads as a number, "-0.012" as a dash
 
 
+# -- numbers as text -----------------------------------------------------------------------------------------
 def decimals(*values: float) -> int:
     """Decimals that show at least 3 places and 2 significant digits of the largest magnitude."""
     finite = [abs(v) for v in values if v is not None and math.isfinite(v) and v != 0]
@@ -69,6 +88,525 @@ def duration(seconds: float | None) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+def plural(n: int, word: str) -> str:
+    """"1 pair", "6 pairs"."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def seed_ranges(seeds: Sequence[int]) -> str:
+    """(0, 1, 2, 5, 7, 8) -> '0-2, 5, 7-8'."""
+    out: list[str] = []
+    for s in sorted(seeds):
+        if out and s == int(out[-1].split("-")[-1]) + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{s}"
+        else:
+            out.append(str(s))
+    return ", ".join(out)
+
+
+# -- the Compare page's words --------------------------------------------------------------------------------
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no correction"}
+CORRECTION_SHORT = {"holm": "Holm", "bh": "BH", "none": "none"}
+
+METHOD_CAPTION = (
+    "Default: Welch's t-test with Holm's correction within each family of pairs. Seeds are unpaired runs (the "
+    "same seed number does not pair two variants), variants have unequal spread, and Welch stays calibrated at "
+    "n = 3-10 seeds (3.6-4.7 % false positives at α = 0.05 in simulation). The course z = Δ/√(σa² + σb²) "
+    "divides by the spread of single runs: it is a standardised difference (Cohen's d/√2), not a test. "
+    "Read as a test it gets *less* significant as seeds are added (2.8 % → 0 % false positives, power at "
+    "d = 2 falling from 32 % to 13 % between 3 and 10 seeds), and bootstrap percentile CIs give 19 % → 9 % "
+    "false positives at n = 3 → 10. Method and simulations: docs/statistics.md."
+)
+FAMILY_RULE = (
+    "Families: the pairs within one evaluation epoch are corrected together, one family per epoch; each "
+    "variant against itself at two epochs is a family of its own; different variants at different epochs are "
+    "compared only when you ask for them, again as a family of their own. The number of pairs a p-value was "
+    "corrected over is shown next to it."
+)
+OPTIONAL_STOPPING = (
+    "Decide the number of seeds before running them and analyse once: adding seeds until a result turns "
+    "significant (optional stopping) inflates false positives. Keep diverged and 'bad' seeds; they are data."
+)
+_FAMILY_PHRASE = {"budgets": "comparing each variant with itself across epochs",
+                  "cross": "of different variants at different epochs", "chosen": "chosen together"}
+_FAMILY_LABEL = {"budgets": "same variant, two epochs", "cross": "other variant and epoch",
+                 "chosen": "chosen pairs"}
+
+
+def family_phrase(family: str | None) -> str:
+    """"at epoch 200", "comparing each variant with itself across epochs", ...; "" for no family."""
+    if not family:
+        return ""
+    return f"at epoch {family.split(':', 1)[1]}" if family.startswith("epoch:") else _FAMILY_PHRASE[family]
+
+
+def family_label(family: str) -> str:
+    """Short: "epoch 200", "same variant, two epochs", "other variant and epoch", "chosen pairs"."""
+    return f"epoch {family.split(':', 1)[1]}" if family.startswith("epoch:") else _FAMILY_LABEL[family]
+
+
+def adjusted(row: dict[str, Any], correction: str = "holm") -> str:
+    """"adjusted p = 0.012 (Holm over 6 pairs)": an adjusted p never without its family size."""
+    return (f"adjusted {p_clause(row['p_adjusted'])} "
+            f"({CORRECTION_SHORT[correction]} over {plural(int(row['family_size']), 'pair')})")
+
+
+def delta_ci(row: dict[str, Any]) -> str:
+    """'Δ = +0.012, 95 % CI [0.004, 0.020]' (no CI where Welch has none)."""
+    dec = decimals(row["diff"], row["ci_low"], row["ci_high"])
+    out = f"Δ = {number(row['diff'], dec, sign=True)}"
+    if np.isfinite(row["ci_low"]):
+        out += f", 95 % CI [{number(row['ci_low'], dec)}, {number(row['ci_high'], dec)}]"
+    return out
+
+
+def axis_label(g: cmp.Group) -> str:
+    """'Adam (n=3, 1 diverged)': a group on a chart axis."""
+    extra = f", {g.n_excluded} diverged" if g.n_excluded else ""
+    return f"{g.label} (n={g.n}{extra})"
+
+
+def _n_part(row: dict[str, Any]) -> str:
+    text = f"n = {row['n_a']} each" if row["n_a"] == row["n_b"] else f"n = {row['n_a']} vs {row['n_b']}"
+    n_excl = row["n_excluded_a"] + row["n_excluded_b"]
+    if n_excl:
+        where = ", ".join(f"{row[g]}: {row['n_excluded_' + g]}" for g in ("a", "b") if row["n_excluded_" + g])
+        text += f" ({where} diverged run{'s' if n_excl > 1 else ''} excluded)"
+    return text
+
+
+def pair_sentence(row: dict[str, Any], correction: str = "holm", alpha: float = cmp.ALPHA) -> str:
+    """One plain-language sentence for one pair: a row of `stats.pairwise` or of `Comparison.pairs` (whose
+    `family` and `tested` it also reads)."""
+    dec = decimals(row["diff"], row["ci_low"], row["ci_high"])
+    head = f"{row['a']} vs {row['b']}: Δ = {number(row['diff'], dec, sign=True)}"
+    if np.isfinite(row["ci_low"]) and row["ci_low"] != row["ci_high"]:
+        head += f" [{number(row['ci_low'], dec)}, {number(row['ci_high'], dec)}]"
+    if not row.get("tested", True):
+        small = [f"{row[g]} has n = {row['n_' + g]}" for g in ("a", "b") if row["n_" + g] < cmp.MIN_N]
+        return (f"{head}, Hedges' g = {number(row['hedges_g'], 2)}; not tested because n < {cmp.MIN_N} "
+                f"({', '.join(small)}); {_n_part(row)}.")
+    if not row["testable"]:
+        reasons = row["note"].split("; ")
+        why = next((r for r in reasons if "no test" in r or "zero variance" in r), row["note"])
+        return f"{head}, not tested ({why}); {_n_part(row)}."
+    verdict = "significant" if row["significant"] else "not significant"
+    welch = p_clause(row["welch_p"])
+    if correction == "none":
+        tail = f"{verdict} at α = {alpha:g}, uncorrected (Welch {welch})"
+    else:
+        family = family_phrase(row.get("family"))
+        tail = (f"{verdict} after {CORRECTION_NAMES[correction]} over {plural(int(row['family_size']), 'pair')}"
+                f"{' ' + family if family else ''} (Welch {welch}, adjusted {p_value(row['p_adjusted'])})")
+    return f"{head}, {tail}; {_n_part(row)}."
+
+
+def comparison_notes(res: cmp.Comparison) -> list[tuple[str, str]]:
+    """(level, message) for the page: runs left out, diverged, pending or repeated seeds, groups too small to
+    test, and pairs whose rank test cannot reach alpha."""
+    what = res.metric.label if res.metric is not None else "value"
+    notes: list[tuple[str, str]] = []
+    for gap in res.gaps:
+        if gap.lacking:
+            notes.append(("info", f"{gap.label}: {gap.lacking} finished run(s) have no {what} at epoch "
+                                  f"{gap.epoch} and are left out."))
+        if gap.empty:
+            notes.append(("info", f"{gap.label}: no finished run scored at epoch {gap.epoch}"
+                                  + (f" ({gap.pending} queued or running)." if gap.pending else ".")))
+    for g in res.groups:
+        if g.n_excluded:
+            notes.append(("warning", f"{g.label}: {g.n_excluded} diverged run(s) excluded (no finite value); "
+                                     f"n = {g.n} of {g.values.size} runs."))
+        if g.n_pending:
+            notes.append(("info", f"{g.label}: {g.n_pending} more run(s) queued or running, not included yet."))
+        if g.n_duplicates:
+            notes.append(("info", f"{g.label}: {g.n_duplicates} run(s) repeat a seed of the same training "
+                                  f"(e.g. a shorter and a longer run) and were counted once."))
+    small = [f"{g.label} (n = {g.n})" for g in res.groups if g.n < cmp.MIN_N]
+    if small:   # one warning naming every small group, not one near-identical box per group
+        notes.append(("warning", f"Too few seeds in {', '.join(small)}: with n < {cmp.MIN_N} a t-test has about "
+                                 f"one degree of freedom, so its p-value means nothing. Pairs involving them are "
+                                 f"shown (Δ, g) but not tested and not in the correction family. Run more seeds."))
+    pairs = res.pairs
+    floors = pairs[pairs["tested"] & ~pairs["mwu_shown"]] if len(pairs) else pairs
+    for (na, nb), part in floors.groupby(["n_a", "n_b"]):
+        notes.append(("info", f"Mann-Whitney cannot reach p < {res.alpha:g} with n = {na} vs {nb} "
+                              f"(smallest possible p = {number(part['mwu_min_p'].iloc[0], 3)}), so it is not "
+                              f"shown for {plural(len(part), 'pair')}."))
+    return notes
+
+
+def pair_table(pairs: pd.DataFrame, correction: str = "holm", alpha: float = cmp.ALPHA) -> pd.DataFrame:
+    """The per-pair table of the Compare page as display strings, the course z next to the calibrated numbers
+    and the family (with its size) next to the adjusted p."""
+    adj = f"p adjusted ({CORRECTION_SHORT[correction]})"
+    rows = []
+    for r in pairs.to_dict("records"):
+        why = "" if r["tested"] else f"not tested (n < {cmp.MIN_N})"
+        dec = decimals(r["diff"], r["ci_low"], r["ci_high"])
+        rows.append({
+            "pair (Δ = a − b)": f"{r['a']} vs {r['b']}",
+            "n": f"{r['n_a']} vs {r['n_b']}",
+            "Δ": number(r["diff"], dec, sign=True),
+            "95 % CI of Δ (Welch)": (f"[{number(r['ci_low'], dec)}, {number(r['ci_high'], dec)}]"
+                                     if np.isfinite(r["ci_low"]) else "n/a"),
+            "course z = d/√2 (standardised Δ, not a test)": number(r["z_seed"], 2, sign=True),
+            "Welch p": why or p_value(r["welch_p"]),
+            adj: why or p_value(r["p_adjusted"]),
+            "family (pairs corrected over)": (f"{family_label(r['family'])} · "
+                                              f"{plural(int(r['family_size']), 'pair')}" if r["tested"]
+                                              else family_label(r["family"])),
+            f"significant (α = {alpha:g})": ("yes" if r["significant"] else "no") if r["tested"] else "",
+            "Hedges' g": number(r["hedges_g"], 2, sign=True),
+            "P(a > b)": number(r["prob_improvement"], 2),
+            "Mann-Whitney p": (p_value(r["mwu_p"]) if r["mwu_shown"] else
+                               why or f"cannot reach {alpha:g} (min p {number(r['mwu_min_p'], 3)})"),
+        })
+    return pd.DataFrame(rows)
+
+
+def matrix_cell(row: dict[str, Any], compact: bool) -> str:
+    """The text in one cell of the pair matrix: Δ (★ when significant), CI, g, p → adjusted p (family size)."""
+    star = "★ " if row["significant"] else ""
+    delta = f"{star}Δ {number(row['diff'], sign=True)}"
+    if not row["tested"]:
+        g = "" if compact else f"\ng {number(row['hedges_g'], 2)}"
+        return f"{delta}{g}\nn < {cmp.MIN_N}: not tested"
+    adj = f"adj. {p_value(row['p_adjusted'])} (of {int(row['family_size'])})"
+    if compact:
+        return f"{delta}\n{adj}"
+    dec = decimals(row["ci_low"], row["ci_high"])
+    return (f"{delta}\n[{number(row['ci_low'], dec)}, {number(row['ci_high'], dec)}]\n"
+            f"g {number(row['hedges_g'], 2)}\np {p_value(row['welch_p'])} → {adj}")
+
+
+# -- how many seeds ------------------------------------------------------------------------------------------
+def power_rule(comparisons: int) -> str:
+    """The test level of a power curve: "uncorrected" or "Bonferroni over 6 pairs"."""
+    return "uncorrected" if comparisons == 1 else f"Bonferroni over {comparisons} pairs"
+
+
+def power_table(plan: cmp.PowerPlan) -> pd.DataFrame:
+    """One row per test level: seeds per group for 80 % and 90 % power."""
+    rows = []
+    for k, part in plan.needed.groupby("comparisons", sort=False):
+        level = (f"α = {plan.alpha:g}, uncorrected" if k == 1
+                 else f"α = {plan.alpha:g}/{k} (Bonferroni over {k} pairs)")
+        rows.append({"test level": level, **{f"{t:.0%} power": int(n)
+                                             for t, n in zip(part["power"], part["seeds"], strict=True)}})
+    return pd.DataFrame(rows)
+
+
+def power_caveat(plan: cmp.PowerPlan) -> str:
+    return (f"The spread (and any observed Δ) here comes from n = {plan.n_a} and {plan.n_b} seeds. An effect "
+            f"estimated from so few seeds is very noisy and biased upward (only the lucky-looking differences "
+            f"get followed up), so the seed counts below are optimistic when Δ is the observed one. Prefer the "
+            f"smallest difference that would matter to you.")
+
+
+def power_error(plan: cmp.PowerPlan) -> str:
+    return {"no_spread": "No spread to plan with: a group needs at least 2 seeds with different values.",
+            "no_delta": "Enter a difference larger than 0."}.get(plan.error, "")
+
+
+def power_caption(plan: cmp.PowerPlan) -> str:
+    dec = decimals(plan.delta, plan.sd)
+    family = (f"the pair's family has {plan.comparisons} pairs, so its test runs at α/{plan.comparisons} "
+              f"(Bonferroni)" if plan.comparisons > 1 else "the pair is a family of its own: no correction")
+    return (f"d = Δ / pooled sd = {number(plan.delta, dec)} / {number(plan.sd, dec)} = {number(plan.d, 2)} "
+            f"(sd with ddof = 1); {family}.")
+
+
+def _seeds_sentence(plan: cmp.PowerPlan) -> str:
+    if plan.error:
+        text = power_error(plan)
+        return f"No seeds can be planned from it: {text[0].lower()}{text[1:]}"
+    level = f"α = {plan.alpha:g}/{plan.comparisons}" if plan.comparisons > 1 else f"α = {plan.alpha:g}"
+    return ("Detecting a difference that size with 80 % power would take about "
+            f"{plan.recommended} seeds per group (d = {number(plan.d, 2)}, {level}); an effect size from "
+            f"{plan.current_n} seeds is noisy, so take that as a rough guide.")
+
+
+def plan_table(plans: Sequence[cmp.SeedPlan]) -> pd.DataFrame:
+    """One row per series: seeds present, seeds to queue, the run length they will be trained for."""
+    def note(p: cmp.SeedPlan) -> str:
+        if p.config is None:
+            return "no run of this variant covers the selected epochs"
+        return f"{p.n_configs} run lengths; repeating the most common" if p.n_configs > 1 else ""
+
+    return pd.DataFrame([{"variant": p.series, "seeds present": len(p.present), "present": seed_ranges(p.present),
+                          "to queue": seed_ranges(p.missing), "runs to queue": len(p.missing),
+                          "epochs per run": p.config.epochs if p.config else "", "note": note(p)} for p in plans])
+
+
+def queued_summary(plans: Sequence[cmp.SeedPlan]) -> str:
+    """'Adam seeds 3-4; SGD seeds 2': what a click on "Queue" asked for."""
+    return "; ".join(f"{p.series} seeds {seed_ranges(p.missing)}" for p in plans if p.missing)
+
+
+def curve_message(cur: cmp.CurveTest) -> str:
+    """What the significance-along-the-curve test did, or why it could not."""
+    if cur.same_runs:
+        return ("Both groups are the same runs (one variant at two epochs): pick a pair of two different "
+                "variants for the curve test.")
+    (la, lb), (na, nb) = cur.labels, cur.n
+    note = f" ({cur.n_diverged} diverged run(s) left out.)" if cur.n_diverged else ""
+    if cur.tests.empty:
+        return (f"Not enough complete {cur.metric.label} curves: n = {na} ({la}) and {nb} ({lb}); each needs 2 or "
+                f"more.{note}")
+    k = len(cur.tests)
+    msg = (f"{cur.metric.label}: {la} (n = {na}) vs {lb} (n = {nb}), Welch at {k} epochs, "
+           f"{CORRECTION_SHORT[cur.correction]} over those {k}; significant at {int(cur.tests['significant'].sum())}."
+           f"{note}")
+    if min(na, nb) < cmp.MIN_N:
+        msg += f" With n < {cmp.MIN_N} the test has almost no power."
+    return msg
+
+
+# -- curves and test tables ----------------------------------------------------------------------------------
+_ENDED_EARLY = RESUMABLE + tuple(s for s in FINISHED if s != "done")     # failed, cancelled, ..., diverged
+
+
+def seed_progress_notes(tables: RunTables) -> list[str]:
+    """One sentence per series whose seeds have not all reached the same epoch, and one per seed that ended
+    early (failed, cancelled, interrupted, diverged)."""
+    lab = cmp.series_table(tables.runs)
+    if lab.empty:
+        return []
+    runs = tables.runs.merge(lab[["key", "series"]], on="key")
+    reached = tables.epochs.groupby("key")["epoch"].max() if len(tables.epochs) else pd.Series(dtype=int)
+    notes = []
+    for series, g in runs.groupby("series", sort=False):
+        got = [int(reached.get(k, 0)) for k in g["key"]]
+        if len(set(got)) > 1:
+            lo, hi = min(got), max(got)
+            notes.append(f"{series}: seeds have reached epochs {lo}–{hi}; after epoch {lo} the mean (dashed) "
+                         f"covers only the seeds that got there (see n in the tooltip).")
+        for r in g[g["status"].isin(_ENDED_EARLY)].to_dict("records"):
+            at = r.get("diverged_epoch")
+            where = f" at epoch {int(at)}" if at is not None and at == at else ""
+            notes.append(f"{series} seed {int(r['seed'])} {r['status']}{where}.")
+    return notes
+
+
+def _short(row: str) -> str:
+    """A test metric without "test " ("accuracy"), for heads that already say "test"."""
+    return label("test", row).replace("test ", "", 1)
+
+
+def test_table(summary: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """Display table of `compare.test_summary`: one row per series × test epoch; per metric 'mean ± sd'
+    (ddof=1; sd needs n ≥ 2), n seeds, and every seed's value. The best mean in each column (per test epoch)
+    is marked ★, best meaning the metric's own direction (lower loss)."""
+    rows_ = test_metrics(experiment)
+    summ = summary[summary["metric"].isin(rows_)]
+    if summ.empty:
+        return pd.DataFrame()
+    seeds = sorted({s for vals in summ["values"] for s in vals})
+    best: dict[tuple[int, str], float] = {}
+    for (epoch, m), g in summ.groupby(["epoch", "metric"]):
+        ok = g["mean"].dropna()
+        if len(g) > 1 and len(ok):
+            best[(epoch, m)] = ok.max() if by_row("test", m).higher_is_better else ok.min()
+    rows = []
+    for (_, series, epoch), g in summ.groupby(["order", "series", "epoch"]):
+        row: dict[str, Any] = {"variant": series, "test epoch": int(epoch), "n": int(g["n"].max())}
+        by = {r["metric"]: r for r in g.to_dict("records")}
+        for m in rows_:
+            r = by.get(m)
+            cell = "–" if r is None else mean_sd(r["mean"], r["sd"], 4)
+            if r is not None and r["n"] < row["n"]:
+                cell += f" (n={r['n']})"
+            if r is not None and best.get((epoch, m)) == r["mean"]:
+                cell += " ★"
+            row[f"{label('test', m)} (mean ± sd)"] = cell
+        for m in rows_:
+            for s in seeds:
+                r = by.get(m)
+                row[f"{m} · seed {s}"] = r["values"].get(s) if r is not None else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def course_table(summary: pd.DataFrame, metric: str = "pixel_acc") -> pd.DataFrame:
+    """The course report's U-Net table from `compare.test_summary`: one row per series of the registry's U-Net
+    variants (display names), one column per test epoch (200/400/1000), cells 'mean ± sd (n=k)'."""
+    unet = [v for v in VARIANTS if v.startswith("unet/")]
+    summ = summary[(summary["metric"] == metric) & summary["variant"].isin(unet)]
+    if summ.empty:
+        return pd.DataFrame()
+    epochs = sorted(summ["epoch"].unique())
+    rows = []
+    for (_, series), g in summ.groupby(["order", "series"]):
+        by = dict(zip(g["epoch"], g.to_dict("records"), strict=True))
+        rows.append({"type / epochs": series, **{
+            str(e): "–" if e not in by else f"{mean_sd(by[e]['mean'], by[e]['sd'])} (n={by[e]['n']})"
+            for e in epochs}})
+    return pd.DataFrame(rows).set_index("type / epochs")
+
+
+def figure_heads(summary: pd.DataFrame, experiment: str) -> dict[str, str]:
+    """series -> 'BN + Adam / test after epoch 200 (n=3): / accuracy 0.412 ± 0.020 / loss 2.110 ± 0.050'
+    (one line each) at each series' last test epoch: the column heads of the course figures."""
+    heads = {}
+    for series, g in summary.groupby("series", sort=False):
+        g = g[g["epoch"] == g["epoch"].max()]
+        by = {r["metric"]: r for r in g.to_dict("records")}
+        bits = [f"{_short(m)} {mean_sd(by[m]['mean'], by[m]['sd'])}" for m in test_metrics(experiment) if m in by]
+        n = int(g["n"].max()) if len(g) else 0
+        heads[series] = "\n".join([series, f"test after epoch {int(g['epoch'].max())} (n={n}):", *bits])
+    return heads
+
+
+def test_note(by: dict[str, dict], experiment: str, n: int) -> str:
+    """'accuracy 0.412 ± 0.020 · loss 2.110 ± 0.050 (n=2)': every test metric at one epoch, n where it differs
+    from the marker's `n`."""
+    return " · ".join(f"{_short(m)} {mean_sd(by[m]['mean'], by[m]['sd'])}"
+                      + (f" (n={by[m]['n']})" if by[m]["n"] != n else "")
+                      for m in test_metrics(experiment) if m in by)
+
+
+# -- the Home reading ----------------------------------------------------------------------------------------
+def course_reading(findings: Sequence[cmp.Finding]) -> list[str]:
+    """Short markdown sentences, one list item each, on what `compare.course_study` found.
+
+    Per variant family at an evaluation epoch: which differences are significant after the correction within
+    that family (Δ with its 95 % CI, adjusted p with its family size, n per group); where none is, the seeds
+    per group 80 % power would need for the clearest observed difference. For U-Net also the report's
+    Normal 200-vs-1000 comparison with its z = d/√2, and its claim about ELU and test loss. [] for no findings.
+    """
+    out: list[str] = []
+    for f in findings:
+        if f.family.startswith("epoch:"):
+            out += _family(f)
+        elif f.family == "budgets":
+            out += _budget_pair(f)
+        elif f.family == "chosen":
+            out += _claim(f)
+    return out
+
+
+def _n_pair(r: dict) -> str:
+    return f"n = {r['n_a']} vs {r['n_b']}"
+
+
+def _n_groups(groups: Sequence[cmp.Group]) -> str:
+    ns = {g.n for g in groups}
+    text = (f"n = {ns.pop()} per variant" if len(ns) == 1
+            else "n = " + ", ".join(f"{g.n} ({g.label})" for g in groups))
+    excluded = sum(g.n_excluded for g in groups)
+    return text + (f", {excluded} diverged run(s) excluded" if excluded else "")
+
+
+def _family(f: cmp.Finding) -> list[str]:
+    """The variants at one epoch: every pair, corrected within the family."""
+    res = f.comparison
+    experiment = cmp.PRESETS[f.preset].selection.experiment
+    title = f"**{EXPERIMENT_INFO[experiment].title}, {res.metric.label} after epoch {f.epoch}**"
+    groups = f.groups
+    if len(groups) < 2:
+        return [f"{title}: fewer than two variants have finished runs here; nothing to compare."]
+    pairs = [_by_series(r, groups) for r in f.pairs.to_dict("records")]
+    tested = [r for r in pairs if r["tested"] and np.isfinite(r["welch_p"])]
+    hits = [r for r in tested if r["significant"]]
+    m = len(tested)
+    method = f"Welch's t-test, {CORRECTION_SHORT[res.correction]} over {plural(m, 'pair')}, α = {res.alpha:g}"
+    if not tested:
+        why = (f"a t-test on fewer than {cmp.MIN_N} seeds has about one degree of freedom"
+               if min(g.n for g in groups) < cmp.MIN_N else "the seeds of each variant agree exactly (no spread)")
+        return [f"{title} ({_n_groups(groups)}): not tested, since {why}. " + _clearest(f)]
+    if not hits:
+        return [f"{title} ({_n_groups(groups)}; {method}): no difference is significant. " + _clearest(f)]
+    verdict = f"{len(hits)} of {m} pairs differ significantly" if m > 1 else "the difference is significant"
+    lines = [f"{title} ({_n_groups(groups)}; {method}): {verdict}."]
+    for r in hits:
+        word = "higher" if r["diff"] > 0 else "lower"
+        lines.append(f"{r['a']} is {word} than {r['b']}: {delta_ci(r)}, {adjusted(r, res.correction)}; "
+                     f"{_n_pair(r)}.")
+    rest = [r for r in pairs if not r["significant"]]
+    if rest:
+        lines.append("Not significant: " + "; ".join(
+            f"{r['a']} vs {r['b']} ({delta_ci(r)}, "
+            + (f"{adjusted(r, res.correction)})" if np.isfinite(r["p_adjusted"]) else "not tested)")
+            for r in rest) + ".")
+    return lines
+
+
+def _by_series(r: dict[str, Any], groups: Sequence[cmp.Group]) -> dict[str, Any]:
+    """The pair named by its series ("Normal", not "Normal @ 200"), for a sentence that names the epoch."""
+    name = {g.label: g.training for g in groups}
+    return {**r, "a": name.get(r["a"], r["a"]), "b": name.get(r["b"], r["b"])}
+
+
+def _clearest(f: cmp.Finding) -> str:
+    """The pair with the largest standardised difference, and the seeds 80 % power would need for it."""
+    if f.clearest is None or f.plan is None:
+        return ""
+    r = _by_series(f.comparison.pairs.iloc[f.clearest].to_dict(), f.groups)
+    p = f", {adjusted(r, f.comparison.correction)}" if np.isfinite(r["p_adjusted"]) else ""
+    return f"The clearest difference is {r['a']} vs {r['b']}: {delta_ci(r)}{p}. " + _seeds_sentence(f.plan)
+
+
+def _flipped(r: dict[str, Any]) -> dict[str, Any]:
+    """The pair read the other way round (b − a)."""
+    return {**r, "a": r["b"], "b": r["a"], "diff": -r["diff"], "ci_low": -r["ci_high"], "ci_high": -r["ci_low"],
+            "z_seed": -r["z_seed"], "n_a": r["n_b"], "n_b": r["n_a"]}
+
+
+def _budget_pair(f: cmp.Finding) -> list[str]:
+    """One variant after the shorter vs the longer budget: the report's z, kept as a standardised difference."""
+    res = f.comparison
+    i = int(f.pairs.index[0])
+    a, b = res.pair_groups(i)
+    r = res.pairs.iloc[i].to_dict()
+    if a.epoch < b.epoch:                                  # read as longer − shorter, as the report did
+        a, b, r = b, a, _flipped(r)
+    if r["tested"]:
+        verdict = "significant" if r["significant"] else "not significant"
+        test = f"Welch {p_clause(r['welch_p'])}, {adjusted(r, res.correction)}, {_n_pair(r)}: {verdict}"
+    else:
+        test = f"{_n_pair(r)}: not tested (n < {cmp.MIN_N})"
+    text = (f"**{a.training}, {a.epoch} vs {b.epoch} epochs** (the report's comparison; {res.metric.label} "
+            f"after {a.epoch} minus after {b.epoch}): {delta_ci(r)}; {test}. Standardised difference z = d/√2 = "
+            f"{number(r['z_seed'], 2)} (the report: 0.17σ), an effect size, not a test.")
+    if np.isfinite(r["z_seed"]) and not r["significant"] and f.plan is not None:
+        text += " " + _seeds_sentence(f.plan)
+    if set(a.keys) & set(b.keys):
+        text += " Both groups are the same runs scored twice, which Welch treats as independent."
+    return [text]
+
+
+def _claim(f: cmp.Finding) -> list[str]:
+    """The report: 'when running fewer epochs the ELU activation gives a significantly lower final test-loss
+    across the board'. ELU vs ReLU for each upsampling at the smallest budget, corrected over those pairs."""
+    res = f.comparison
+    rows = f.pairs.to_dict("records")
+    m = int(max((r["family_size"] for r in rows), default=0))
+    parts, lower = [], 0
+    for r in rows:
+        if not np.isfinite(r["p_adjusted"]):
+            parts.append(f"{r['a']} vs {r['b']}: {delta_ci(r)}, not tested (n < {cmp.MIN_N})")
+            continue
+        if r["significant"] and r["diff"] < 0:
+            lower += 1
+        how = ("significantly lower" if r["diff"] < 0 else "significantly higher") if r["significant"] \
+            else "not significant"
+        parts.append(f"{r['a']} vs {r['b']}: {delta_ci(r)}, {adjusted(r, res.correction)}, {_n_pair(r)}, {how}")
+    if m == 0:
+        verdict = "not testable with these seeds"
+    elif lower == len(rows):
+        verdict = "supported by these seeds"
+    elif lower:
+        verdict = "only partly supported"
+    else:
+        verdict = "not supported by these seeds"
+    epoch = res.groups[0].epoch if res.groups else ""
+    head = (f"**The report's claim that ELU gives a lower test loss at fewer epochs**, {res.metric.label} after "
+            f"epoch {epoch} (Welch's t-test, {CORRECTION_SHORT[res.correction]} over {plural(m, 'pair')}): "
+            f"{verdict}. ")
+    return [head + "; ".join(parts) + "."]
 
 
 # -- runs, plans and progress --------------------------------------------------------------------------------

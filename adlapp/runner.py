@@ -12,14 +12,15 @@ from __future__ import annotations
 import signal
 import threading
 import traceback
+from pathlib import Path
 from typing import Callable
 
 import torch
 
-from adlapp.config import RunConfig, check_run_key
+from adlapp.config import EXPERIMENT_INFO, RunConfig, check_run_key
 from adlapp.data import DataError, load_data, skipped_summary
 from adlapp.provenance import git_commit, library_versions
-from adlapp.store import RunStore
+from adlapp.store import FINISHED, RunStore
 from adlapp.train import EpochReport, checkpoint_state, device_name, resolve_device, train
 
 __all__ = ["run_claimed", "TerminationFlag"]
@@ -50,24 +51,11 @@ def run_claimed(store: RunStore, key: str, cfg: RunConfig, seed: int, device: st
     check_run_key(key)
     flag = flag or TerminationFlag()
     own_threads = torch.get_num_threads()
+    ckpt_dir = store.checkpoint_dir(key)
     try:
-        dev = resolve_device(device)
-        row = store.get(key) or {}
-        ckpt_dir = store.checkpoint_dir(key)
-        _match_resume_conditions(store, key, row, checkpoint_state(ckpt_dir), device_name(dev))
-        store.set_provenance(key, device_name(dev), library_versions(), git_commit(), torch.get_num_threads())
-        _note_skipped_files(store, key, cfg)
-        recorded = int(row.get("last_epoch") or 0)
-
-        def on_epoch(report: EpochReport) -> None:
-            if report.replayed and report.epoch <= recorded:
-                return               # already in the store
-            store.record_epoch(key, report.epoch, report.metrics, report.tests)
-            if progress and not report.replayed:
-                progress(report)
-
-        result = train(cfg, seed, on_epoch=on_epoch, device=device, checkpoint_dir=ckpt_dir,
-                       should_stop=lambda: flag.set or store.cancel_requested(key),
+        recorded = _prepare_run(store, key, cfg, device, ckpt_dir)
+        result = train(cfg, seed, on_epoch=_epoch_recorder(store, key, recorded, progress), device=device,
+                       checkpoint_dir=ckpt_dir, should_stop=lambda: flag.set or store.cancel_requested(key),
                        checkpoint_every=checkpoint_every)
     except KeyboardInterrupt:
         store.finish(key, "interrupted", error="interrupted from the keyboard")
@@ -78,13 +66,41 @@ def run_claimed(store: RunStore, key: str, cfg: RunConfig, seed: int, device: st
         return "failed"
     finally:
         torch.set_num_threads(own_threads)
+    _finish(store, key, result, ckpt_dir)
+    return result.status
+
+
+def _prepare_run(store: RunStore, key: str, cfg: RunConfig, device: str, ckpt_dir: Path) -> int:
+    """Before training: the device, the resume conditions, provenance and data notes; the epochs already
+    recorded in the store (a resumed run replays them without writing them twice)."""
+    dev = resolve_device(device)
+    row = store.get(key) or {}
+    _match_resume_conditions(store, key, row, checkpoint_state(ckpt_dir), device_name(dev))
+    store.set_provenance(key, device_name(dev), library_versions(), git_commit(), torch.get_num_threads())
+    _note_skipped_files(store, key, cfg)
+    return int(row.get("last_epoch") or 0)
+
+
+def _epoch_recorder(store: RunStore, key: str, recorded: int,
+                    progress: Callable[[EpochReport], None] | None) -> Callable[[EpochReport], None]:
+    """The trainer's per-epoch callback: one row set per epoch into the store, then the progress display."""
+    def on_epoch(report: EpochReport) -> None:
+        if report.replayed and report.epoch <= recorded:
+            return               # already in the store
+        store.record_epoch(key, report.epoch, report.metrics, report.tests)
+        if progress and not report.replayed:
+            progress(report)
+    return on_epoch
+
+
+def _finish(store: RunStore, key: str, result, ckpt_dir: Path) -> None:
+    """Record the final status; a finished run needs no checkpoint."""
     store.finish(key, result.status, diverged_epoch=result.diverged_epoch,
                  error=(f"training loss became non-finite at epoch {result.diverged_epoch}"
                         if result.status == "diverged" else None))
-    if result.status in ("done", "diverged"):
-        for f in ckpt_dir.glob("*"):     # a finished run needs no checkpoint
+    if result.status in FINISHED:
+        for f in ckpt_dir.glob("*"):
             f.unlink(missing_ok=True)
-    return result.status
 
 
 def _match_resume_conditions(store: RunStore, key: str, row: dict, ckpt: dict | None, device: str) -> None:
@@ -106,7 +122,7 @@ def _match_resume_conditions(store: RunStore, key: str, row: dict, ckpt: dict | 
 def _note_skipped_files(store: RunStore, key: str, cfg: RunConfig) -> None:
     """Unreadable files of a user folder are left out of training; say so on the run, once."""
     try:
-        data = load_data(cfg.data, "classification" if cfg.experiment == "cnn" else "segmentation")
+        data = load_data(cfg.data, EXPERIMENT_INFO[cfg.experiment].task)
     except DataError:
         return                      # train() raises it again, and the run fails with the message
     summary = skipped_summary(data)

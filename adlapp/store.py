@@ -39,13 +39,14 @@ from adlapp.config import (
 )
 from adlapp.processes import pid_alive
 
-__all__ = ["RunStore", "RunTables", "STATUSES", "FINISHED", "ACTIVE", "RESUMABLE", "RUN_COLUMNS",
+__all__ = ["RunStore", "RunTables", "STATUSES", "FINISHED", "ACTIVE", "RESUMABLE", "ERROR_STATUSES", "RUN_COLUMNS",
            "OPTIONAL_RUN_COLUMNS", "default_store_dir", "StoreError"]
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "diverged", "interrupted", "importing")
 FINISHED = ("done", "diverged")              # a finished run is a result; it is never retrained
 ACTIVE = ("queued", "running")
 RESUMABLE = ("failed", "cancelled", "interrupted")   # asked for again, these continue from their checkpoint
+ERROR_STATUSES = ("failed", "diverged")      # ended with an error message a user should read (training's own)
 IMPORTING = "importing"                      # rows of a bundle import in progress: reserved, not yet a result
 STALE_AFTER_S = 120.0                        # heartbeat age after which a run on another host is presumed dead
 LOCK_WAIT_S = 900.0                          # a writer waits this long for the write lock before giving up
@@ -361,6 +362,19 @@ class RunStore:
         import fails, its rows are removed; if the process dies, `mark_stale` removes them.
         """
         runs = tables.runs.drop_duplicates("key")
+        new = self._reserve(runs, source)
+        if not new:
+            return []
+        try:
+            self._insert_metrics(tables, new)
+            self._publish(runs[runs["key"].isin(new)], source)
+        except BaseException:
+            self._drop_importing(new)
+            raise
+        return new
+
+    def _reserve(self, runs: pd.DataFrame, source: str) -> list[str]:
+        """Insert the runs not in the store yet as `importing` rows owned by this process; their keys."""
         now = time.time()
         with self._transaction() as db:
             have = {r[0] for r in db.execute("SELECT key FROM runs")}
@@ -370,27 +384,27 @@ class RunStore:
                            [(r["key"], r["experiment"], r["variant"], r["config"], int(r["seed"]),
                              int(r["epochs"]), IMPORTING, source, now, os.getpid(), self.host, now)
                             for r in runs[runs["key"].isin(new)].to_dict("records")])
-        if not new:
-            return []
-        try:
-            for table, df in (("epoch_metrics", tables.epochs), ("test_metrics", tables.tests)):
-                part = df.loc[df["key"].isin(new), ["key", "epoch", "name", "value"]]
-                rows = [(k, int(e), n, _finite_or_none(v)) for k, e, n, v in part.itertuples(index=False)]
-                for i in range(0, len(rows), IMPORT_CHUNK_ROWS):
-                    with self._transaction() as db:
-                        db.executemany(f"INSERT OR REPLACE INTO {table} (key, epoch, name, value) "
-                                       "VALUES (?,?,?,?)", rows[i:i + IMPORT_CHUNK_ROWS])
-            with self._transaction() as db:
-                columns = [c for c in RUN_COLUMNS if c != "key"]
-                for rec in runs[runs["key"].isin(new)].to_dict("records"):
-                    rec = {c: _sql_value(rec.get(c)) for c in RUN_COLUMNS}
-                    rec.update(source=source, pid=None)
-                    db.execute(f"UPDATE runs SET {', '.join(c + '=?' for c in columns)} WHERE key=? AND status=?",
-                               [rec[c] for c in columns] + [rec["key"], IMPORTING])
-        except BaseException:
-            self._drop_importing(new)
-            raise
         return new
+
+    def _insert_metrics(self, tables: RunTables, keys: list[str]) -> None:
+        """The epoch and test rows of `keys`, IMPORT_CHUNK_ROWS rows a transaction."""
+        for table, df in (("epoch_metrics", tables.epochs), ("test_metrics", tables.tests)):
+            part = df.loc[df["key"].isin(keys), ["key", "epoch", "name", "value"]]
+            rows = [(k, int(e), n, _finite_or_none(v)) for k, e, n, v in part.itertuples(index=False)]
+            for i in range(0, len(rows), IMPORT_CHUNK_ROWS):
+                with self._transaction() as db:
+                    db.executemany(f"INSERT OR REPLACE INTO {table} (key, epoch, name, value) VALUES (?,?,?,?)",
+                                   rows[i:i + IMPORT_CHUNK_ROWS])
+
+    def _publish(self, runs: pd.DataFrame, source: str) -> None:
+        """Turn the reserved rows into the bundle's finished runs, in one transaction."""
+        columns = [c for c in RUN_COLUMNS if c != "key"]
+        with self._transaction() as db:
+            for rec in runs.to_dict("records"):
+                rec = {c: _sql_value(rec.get(c)) for c in RUN_COLUMNS}
+                rec.update(source=source, pid=None)
+                db.execute(f"UPDATE runs SET {', '.join(c + '=?' for c in columns)} WHERE key=? AND status=?",
+                           [rec[c] for c in columns] + [rec["key"], IMPORTING])
 
     def _drop_importing(self, keys: list[str]) -> None:
         """Remove the rows of an import that did not complete (only rows still marked `importing`)."""

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adlapp.config import RunConfig
+from adlapp.config import EXPERIMENT_INFO, RunConfig
 from adlapp.data import ClassificationData, SegmentationData, load_data
 from adlapp.models import build_model
 
@@ -215,7 +215,7 @@ def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | N
     """
     started = time.perf_counter()
     dev = resolve_device(device)
-    data = load_data(cfg.data, "classification" if cfg.experiment == "cnn" else "segmentation")
+    data = load_data(cfg.data, EXPERIMENT_INFO[cfg.experiment].task)
     model, optimizer, shuffle = _build(cfg, seed, dev, data)
     tx, ty = data.train_x.to(dev), data.train_y.to(dev)
     vx, vy = data.val_x.to(dev), data.val_y.to(dev)

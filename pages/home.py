@@ -1,14 +1,19 @@
 """Home: what this is, and one click to open the course study from the bundles in cached_runs/."""
 import streamlit as st
 
-from adlapp import charts, reading, study
+from adlapp import charts, library, report
+from adlapp import compare as cmp
+from adlapp.metrics import figure_metrics, label, test_metrics
 from pages import _common as ui
+
+FIGURES = {"cnn": "Figure 1 reborn: CNN variants", "unet": "Figure 2 reborn: U-Net variants"}
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _reading(folder: str, signature: tuple, _tables) -> list[str]:
-    """The reading for the bundles in `folder` as they are (`signature`): ~0.4 s, so once, not every rerun."""
-    return reading.course_reading(_tables)
+    """The reading for the bundles in `folder` as they are (`signature`): ~1 s, so once, not every rerun.
+    The same analysis as the Compare page's presets (`compare.course_study`), told by `report`."""
+    return report.course_reading(cmp.course_study(_tables))
 
 
 st.title("Deep-learning variants, several seeds, compared honestly")
@@ -37,30 +42,32 @@ if tables.runs.empty:
 st.caption(f"Loaded {len(tables.runs)} run(s) from {len(cache.bundles)} bundle(s) in cached_runs/: "
            + ", ".join(cache.bundles["file"]))
 log_x = st.checkbox("log-scale epochs", value=True, key="home_log_x", **ui.KEEP)
-for exp, title in (("cnn", "Figure 1 reborn: CNN variants"), ("unet", "Figure 2 reborn: U-Net variants")):
+for exp, title in FIGURES.items():
     part = tables.select(set(tables.runs.loc[tables.runs["experiment"] == exp, "key"]))
     if part.runs.empty:
         continue
     st.subheader(title)
     st.caption("Per variant a column: mean over seeds (line) inside the min/max band of the seeds; column "
                "heads give the final test metrics as mean ± sd (ddof=1) with n seeds. Diamonds on the "
-               f"{charts.TITLES[charts.FIGURE_METRICS[exp][1]]} row: {charts.TITLES[charts.FIGURE_TESTS[exp]]} "
-               "after each epoch the test split was scored at, mean ± sd (error bar); hover for n.")
+               f"{label('epoch', figure_metrics(exp)[1])} row: {charts.figure_marker(exp).label} after each "
+               "epoch the test split was scored at, mean ± sd (error bar); hover for n.")
     if (chart := charts.figure_chart(part, exp, log_x=log_x)) is not None:
         st.altair_chart(chart, width="content")
-    for note in charts.progress_notes(part):
+    for note in report.seed_progress_notes(part):
         st.caption(note)
-    if exp == "unet" and len(course := charts.course_table(part)):
+    summary = cmp.test_summary(part, test_metrics(exp))
+    if exp == "unet" and len(course := report.course_table(summary)):
         st.markdown("**U-Net test pixel accuracy by epoch budget** (the report's table), mean ± sd (n seeds)")
         st.table(course)
     with st.expander(f"All {exp.upper()} test metrics, every seed"):
-        st.dataframe(charts.test_table(part, exp), hide_index=True)
+        st.dataframe(report.test_table(summary, exp), hide_index=True)
 
 st.subheader("What the numbers say")
-st.caption("Generated from these runs: Welch's t-test with Holm's correction over the pairs of each family, "
-           "Δ with its 95 % CI, sd with ddof=1. Every pair, each seed's value and how many seeds you would need "
-           "are on the Compare page (presets \"Course: …\").")
-folder = study.cached_runs_dir()
-lines = _reading(str(folder), study.folder_signature(folder), tables) or ["No finished runs to compare yet."]
+st.caption("Generated from these runs: Welch's t-test with Holm's correction within each family of pairs "
+           "(the pairs at one evaluation epoch; one variant across epochs; the pairs a claim names), Δ with its "
+           "95 % CI, sd with ddof=1. Every pair, each seed's value and how many seeds you would need are on the "
+           "Compare page, whose presets \"Course: …\" give the same numbers.")
+folder = library.cached_runs_dir()
+lines = _reading(str(folder), library.folder_signature(folder), tables) or ["No finished runs to compare yet."]
 st.markdown("\n".join(f"- {line}" for line in lines))
 st.page_link("pages/compare.py", label="Compare variants: the details", icon=":material/compare_arrows:")

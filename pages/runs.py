@@ -3,22 +3,21 @@ import sqlite3
 
 import streamlit as st
 
-from adlapp import study
+from adlapp import library, live, report
 from adlapp.bundle import BundleError
-from adlapp.jobs import LocalProcessBackend
-from adlapp.store import ACTIVE, StoreError
+from adlapp.store import ACTIVE, FINISHED, StoreError
 from pages import _common as ui
 
 st.title("Runs")
-s = ui.store()
-st.caption(f"Store: `{s.db_path}` · trainer processes alive: {len(s.live_workers())}")
-overview = study.runs_overview(s)
+s, jobs = ui.store(), ui.backend()
+st.caption(f"Store: `{s.db_path}` · trainer processes alive: {len(jobs.live_workers())}")
+overview = live.runs_overview(s)
 active = overview[overview["status"].isin(ACTIVE)]
 
 
 @st.fragment(run_every=ui.POLL_S if len(active) else None)
 def table() -> None:
-    df = study.runs_overview(s) if len(active) else overview
+    df = live.runs_overview(s) if len(active) else overview
     if df.empty:
         st.info("No runs in the store yet. Start some on the CNN or U-Net page, or import a bundle below.")
         return
@@ -30,19 +29,19 @@ def table() -> None:
 
 
 table()
-labels = {r["key"]: study.run_label(r) for r in overview.to_dict("records")}
+labels = {r["key"]: report.run_label(r) for r in overview.to_dict("records")}
 queued = overview[overview["status"] == "queued"]
-if len(queued) and not s.live_workers():
+if len(queued) and not jobs.live_workers():
     st.warning(f"{len(queued)} run(s) are queued but no trainer process is running.")
     if st.button("Start trainer processes", key="runs_workers_btn"):
-        LocalProcessBackend(s, concurrency=st.session_state.get("concurrency")).ensure_workers()
+        jobs.ensure_workers()
         st.rerun()
 
 c1, c2 = st.columns(2)
 with c1:
     cancel = st.multiselect("cancel runs", list(active["key"]), format_func=labels.get, key="runs_cancel_sel")
     if st.button("Cancel selected", key="runs_cancel_btn", disabled=not cancel):
-        st.success("; ".join(f"{labels[k]}: {s.request_cancel(k)}" for k in cancel))
+        st.success("; ".join(f"{labels[k]}: {jobs.cancel(k)}" for k in cancel))
 with c2:
     idle = overview.loc[overview["status"] != "running", "key"]
     delete = st.multiselect("delete runs", list(idle), format_func=labels.get, key="runs_delete_sel")
@@ -58,22 +57,22 @@ with c2:
 st.subheader("Bundles")
 c1, c2 = st.columns(2)
 with c1:
-    finished = int(overview["status"].isin(["done", "diverged"]).sum())
-    st.download_button(f"Export {finished} finished run(s) as a bundle", data=lambda: study.export_bytes(s),
+    finished = int(overview["status"].isin(FINISHED).sum())
+    st.download_button(f"Export {finished} finished run(s) as a bundle", data=lambda: library.export_bytes(s),
                        file_name="adlapp-runs.zip", mime="application/zip", key="runs_export_btn",
                        disabled=finished == 0)
     upload = st.file_uploader("import a bundle (.zip)", type=["zip"], key="runs_import_upload")
     if upload is not None and st.button("Import bundle", key="runs_import_btn"):
         try:
-            st.success(f"Imported {len(study.import_bytes(s, upload.name, upload.getvalue()))} new run(s).")
+            st.success(f"Imported {len(library.import_bytes(s, upload.name, upload.getvalue()))} new run(s).")
         except (BundleError, StoreError, sqlite3.Error, OSError, MemoryError) as e:
             # One line naming what is wrong; the store is unchanged (a failed import removes its rows).
             st.error(f"Not imported: {e}")
 with c2:
     cache = ui.cached()
-    st.markdown(f"**cached_runs/** (`{study.cached_runs_dir()}`): {len(cache.bundles)} readable bundle(s)")
+    st.markdown(f"**cached_runs/** (`{library.cached_runs_dir()}`): {len(cache.bundles)} readable bundle(s)")
     if len(cache.bundles):
         st.dataframe(cache.bundles, hide_index=True)
     if st.button("Load all cached runs into the store", key="runs_load_cached_btn", disabled=cache.bundles.empty):
-        added, _ = study.import_cached(s, study.cached_runs_dir())     # unreadable ones are warned above
+        added, _ = library.import_cached(s, library.cached_runs_dir())     # unreadable ones are warned above
         st.success(f"Loaded {len(added)} new run(s) from cached_runs/ (nothing was trained).")

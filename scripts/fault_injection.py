@@ -127,7 +127,7 @@ def run(kills: int, epochs: int, checkpoint_every: int | None, seed: int, timeou
         if integrity(store) != "ok":
             failures.append("final integrity_check failed")
     # Epochs a kill costs: what had been recorded minus where the next attempt resumed from.
-    per_kill = [k["reached"] - nxt["resumed_from"] for k, nxt in zip(kills_log, kills_log[1:])]
+    per_kill = [k["reached"] - nxt["resumed_from"] for k, nxt in zip(kills_log[:-1], kills_log[1:], strict=True)]
     every_label = "adaptive" if checkpoint_every is None else checkpoint_every
     return {"kills": len(kills_log), "epochs": epochs, "checkpoint_every": every_label,
             "log": kills_log, "epochs_lost_per_kill": per_kill,

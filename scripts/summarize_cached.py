@@ -29,8 +29,9 @@ def main(folder: str = "cached_runs") -> None:
         devices = sorted(set(runs["device"]))
         versions = json.loads(runs["versions"].iloc[0])
         print(f"### {b.path.name}\n")
-        print(f"- {len(runs)} runs: {', '.join(f'{v} × {n}' for v, n in runs['variant'].value_counts(sort=False).items())}"
-              f"; seeds {sorted(set(runs['seed']))}; statuses {({k: int(v) for k, v in runs['status'].value_counts().items()})}")
+        per_variant = ", ".join(f"{v} × {n}" for v, n in runs["variant"].value_counts(sort=False).items())
+        statuses = {k: int(v) for k, v in runs["status"].value_counts().items()}
+        print(f"- {len(runs)} runs: {per_variant}; seeds {sorted(set(runs['seed']))}; statuses {statuses}")
         print(f"- device: {', '.join(devices)}; torch {versions.get('torch')}, python {versions.get('python')}; "
               f"git commit {runs['git_commit'].iloc[0]}")
         print(f"- training wall time: {seconds.sum() / 3600:.2f} h in total, "

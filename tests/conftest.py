@@ -33,7 +33,7 @@ def tiny(name: str) -> RunConfig:
 
 def train_into(store, cfg: RunConfig, seeds=TINY_SEEDS) -> list[str]:
     """Enqueue, claim and train (cfg, seed) for real through adlapp.runner, as a queue worker would."""
-    from adlapp.runner import run_claimed      # imports torch: only the fixtures train
+    from adlapp.runner import run_claimed  # imports torch: only the fixtures train
 
     keys = []
     for seed in seeds:
@@ -80,8 +80,7 @@ def app_env(tmp_path, monkeypatch):
     monkeypatch.setenv("ADLAPP_CACHED_RUNS", str(empty))
     monkeypatch.syspath_prepend(str(ROOT))        # `from pages import _common` outside the app's own run
     yield tmp_path
-    if (tmp_path / "store" / "runs.sqlite").exists():   # stop trainer processes a failed test left behind
-        from adlapp.store import RunStore
+    from adlapp.jobs import WorkerRegistry  # stop trainer processes a failed test left behind
 
-        for pid in RunStore(tmp_path / "store").live_workers():
-            os.kill(pid, signal.SIGTERM)
+    for pid in WorkerRegistry(tmp_path / "store").live():
+        os.kill(pid, signal.SIGTERM)

@@ -1,5 +1,6 @@
 """The app, headless: one AppTest smoke test per page, the launch → real trainer → live rows path, bad input,
-cancel, bundles, and a proof that the viewing path never imports torch. Plus the pure planning functions."""
+cancel, bundles, and a proof that the viewing path never imports torch. Plus the pure planning functions
+(adlapp.planning), the live view's progress (adlapp.live) and the words they are shown with (adlapp.report)."""
 from __future__ import annotations
 
 import json
@@ -8,17 +9,21 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 
 import pandas as pd
 import pyarrow as pa
 import pytest
+from conftest import ROOT, tiny
 from streamlit.testing.v1 import AppTest
 
-from adlapp import study
-from adlapp.config import run_key, variant
+from adlapp import library, live, planning, report
+from adlapp.config import EXPERIMENT_INFO, base_config, parse_seeds, run_key, variant
 from adlapp.devices import DeviceInfo, parse_nvidia_smi
+from adlapp.folder_layout import check_dataset_folder
+from adlapp.jobs import WorkerRegistry
+from adlapp.planning import StudyChoice, Toggles
 from adlapp.store import RunStore
-from conftest import ROOT, tiny
 
 APP = str(ROOT / "app.py")
 
@@ -35,7 +40,7 @@ def page(name: str) -> AppTest:
 
 
 def chart(at: AppTest, index: int = 0) -> tuple[dict, pd.DataFrame]:
-    """Spec and data actually sent to the browser for the page's index-th chart (see notes/streamlit.md).
+    """Spec and data actually sent to the browser for the page's index-th chart (see docs/streamlit.md).
     Charts are found by position: without on_select, st.altair_chart gives its element no key-based id."""
     el = at.get("vega_lite_chart")[index]
     arrow = el.proto.datasets[0].data.data if el.proto.datasets else el.proto.data.data
@@ -88,7 +93,7 @@ def test_home_opens_course_study_and_skips_a_broken_bundle(app_env, cached_with_
         assert (data.loc[data["kind"] == "mean", "n_seeds"] == 2).all()
         assert all("(n=2):" in p for p in data["panel"].unique())       # test metrics + seeds on every panel
     course = at.table[0].value
-    assert list(course.index) == ["Normal", "Nearest", "ELU", "Nearest+ELU"]
+    assert list(course.index) == ["Normal", "Nearest Neighbor", "Using ELU", "Nearest and ELU"]   # display names
     assert list(course.columns) == ["1", "2", "3"]
     assert course.map(lambda c: c.endswith("(n=2)")).all().all()
     at.checkbox(key="home_log_x").uncheck().run()
@@ -184,8 +189,8 @@ def test_runs_page_loads_cached_bundles_exports_and_deletes(app_env, course_bund
     at.button(key="runs_delete_btn").click().run()
     assert not at.exception
     assert victim not in set(RunStore(app_env / "store").runs()["key"])
-    bundle = study.export_bytes(RunStore(app_env / "store"))
-    assert len(study.import_bytes(RunStore(app_env / "other"), "mine.zip", bundle)) == 13
+    bundle = library.export_bytes(RunStore(app_env / "store"))
+    assert len(library.import_bytes(RunStore(app_env / "other"), "mine.zip", bundle)) == 13
 
 
 def test_failed_and_diverged_runs_show_their_error_and_the_rest_still_plots(app_env):
@@ -215,6 +220,25 @@ def test_failed_and_diverged_runs_show_their_error_and_the_rest_still_plots(app_
     assert loss[loss["series"] == "Adam"]["n"].tolist() == [2]       # the failed seed's recorded epoch counts
     assert loss[loss["series"] == "SGD"].empty                          # a NaN loss is not averaged in
     assert any("seed 1 failed" in c.value for c in at.caption)
+
+
+def test_page_defaults_are_the_course_set_up(app_env):
+    """Every default on the CNN and U-Net pages is read from the course base: untouched, the pages ask for
+    exactly the registry variants (the runs cached_runs/ holds), seeds 0, 1, 2."""
+    for exp, keys in (("cnn", ("lr", "epochs", "train_per_class", "batch")),
+                      ("unet", ("budgets", "n_train", "image_size", "batch"))):
+        at = page(exp)
+        base = base_config(exp)
+        values = {"lr": base.optim.lr, "epochs": base.epochs, "train_per_class": base.data.train_per_class,
+                  "batch": base.batch_size, "n_train": base.data.n_train, "image_size": base.data.image_size}
+        for key in keys:
+            if key == "budgets":
+                assert at.text_input(key="unet_budgets").value == ",".join(map(str, base.test_epochs))
+            else:
+                assert at.number_input(key=f"{exp}_{key}").value == values[key], key
+        assert at.text_input(key=f"{exp}_dataset").value == EXPERIMENT_INFO[exp].dataset
+        expected = {run_key(variant(name), seed) for name in planning.registry_names(exp) for seed in (0, 1, 2)}
+        assert set(at.dataframe[0].value["key"]) == expected
 
 
 def test_page_choices_survive_switching_pages(app_env):
@@ -251,7 +275,7 @@ def test_launch_starts_a_real_trainer_and_the_page_shows_its_rows(app_env):
     assert not at.exception, at.exception
     assert "Queued 1 run(s)" in at.success[0].value
     store = RunStore(app_env / "store")
-    assert store.live_workers(), "a trainer process should be running"
+    assert WorkerRegistry(store.root).live(), "a trainer process should be running"
 
     def finished(at):
         return at.dataframe and at.dataframe[0].value["where"].tolist() == ["finished (store)"]
@@ -287,7 +311,8 @@ def test_viewing_pages_never_import_torch(app_env, course_bundles):
     script = textwrap.dedent(f"""
         import sys
         from streamlit.testing.v1 import AppTest
-        import adlapp.study, adlapp.charts, adlapp.store, adlapp.bundle, adlapp.config, adlapp.devices, adlapp.jobs
+        import adlapp.planning, adlapp.live, adlapp.library, adlapp.folder_layout, adlapp.report, adlapp.charts
+        import adlapp.store, adlapp.bundle, adlapp.config, adlapp.devices, adlapp.jobs
         at = AppTest.from_file({APP!r}, default_timeout=60).run()
         at.button(key="home_open_btn").click().run()
         assert len(at.get("vega_lite_chart")) == 2, "course study not shown"
@@ -321,34 +346,57 @@ def test_plan_says_where_each_run_is():
     k = [run_key(c, s) for c, s in reqs]
     store = runs_frame([(k[0], "done"), (k[1], "running"), (k[2], "failed"), (k[3], "diverged")])
     cached = runs_frame([(k[2], "done"), (k[4], "cancelled")])
-    planned = study.plan(reqs, store, cached)
+    planned = planning.plan(reqs, store, cached)
     assert planned["where"].tolist() == ["store", "training", "cached", "store", "missing"]
-    assert study.missing_requests(reqs, planned) == [reqs[4]]
-    assert study.plan_summary(planned).startswith("5 run(s): 2 finished in the store, 1 in cached_runs/")
+    assert set(planned["where"]) <= set(planning.PLACES)
+    assert planning.missing_requests(reqs, planned) == [reqs[4]]
+    assert report.plan_summary(planned).startswith("5 run(s): 2 finished in the store, 1 in cached_runs/")
 
 
 def test_make_requests_matches_the_registry_and_the_cli():
-    reqs, errors = study.make_requests(study.StudyChoice("unet", variants=("unet/normal",), seeds="2",
-                                                         budgets="1000, 200,400"))
+    reqs, errors = planning.make_requests(StudyChoice("unet", variants=("unet/normal",), seeds="2",
+                                                      budgets="1000, 200,400"))
     assert not errors
     assert [(c, s) for c, s in reqs] == [(variant("unet/normal"), 0), (variant("unet/normal"), 1)]
-    reqs, _ = study.make_requests(study.StudyChoice(
-        "cnn", variants=("cnn/adam",), custom=(study.Toggles(batchnorm=True),), seeds=(3,),
-        common=study.Toggles(lr=0.01, activation="elu")))
+    reqs, _ = planning.make_requests(StudyChoice(
+        "cnn", variants=("cnn/adam",), custom=(Toggles(batchnorm=True),), seeds=(3,),
+        common=Toggles(lr=0.01, activation="elu")))
     assert [c for c, _ in reqs] == [variant("cnn/adam"), variant("cnn/bn-adam")]   # custom == a named one
 
 
+def test_make_requests_reads_seed_counts_lists_and_ranges():
+    def seeds(text):
+        reqs, errors = planning.make_requests(StudyChoice("cnn", variants=("cnn/adam",), seeds=text))
+        assert not errors, errors
+        return [s for _, s in reqs]
+
+    assert seeds("3") == [0, 1, 2]                 # a count, as recorded commands like `--seeds 5` meant
+    assert seeds("0,5,7") == [0, 5, 7]
+    assert seeds("0-4") == [0, 1, 2, 3, 4]
+    assert seeds("7,") == seeds("7-7") == [7]     # one particular seed
+
+
+def test_one_path_to_a_config_trims_evaluations_to_the_run():
+    """Toggles, sizes and the data set go through adlapp.planning.configure for the app and the CLI alike;
+    an evaluation at or after the last epoch is dropped (it cannot change what the run records)."""
+    cfg = planning.configure(variant("unet/normal"), planning.Toggles(activation="elu"),
+                             planning.Sizes(epochs=300), planning.resolve_dataset("", "unet"))
+    assert cfg == replace(variant("unet/elu"), epochs=300, eval_at=(200,))
+    assert planning.configure(variant("unet/normal"), sizes=planning.Sizes(eval_at=(400, 200, 200, 1000))) == \
+        variant("unet/normal")
+
+
 @pytest.mark.parametrize("choice,message", [
-    (study.StudyChoice("cnn", seeds="x"), "Choose at least one variant"),
-    (study.StudyChoice("cnn", variants=("cnn/adam",), seeds="0"), "at least 1"),
-    (study.StudyChoice("cnn", variants=("unet/elu",)), "not a cnn variant"),
-    (study.StudyChoice("cnn", variants=("cnn/nope",)), "not a cnn variant"),
-    (study.StudyChoice("unet", variants=("unet/elu",), budgets=""), "at least one epoch budget"),
-    (study.StudyChoice("cnn", variants=("cnn/adam",), dataset="vessels"), "is for the unet experiment"),
-    (study.StudyChoice("cnn", variants=("cnn/adam",), common=study.Toggles(lr=-1.0)), "lr=-1.0"),
+    (StudyChoice("cnn", seeds="x"), "Choose at least one variant"),
+    (StudyChoice("cnn", variants=("cnn/adam",), seeds="0"), "at least 1"),
+    (StudyChoice("cnn", variants=("unet/elu",)), "not a cnn variant"),
+    (StudyChoice("cnn", variants=("cnn/nope",)), "not a cnn variant"),
+    (StudyChoice("unet", variants=("unet/elu",), budgets=""), "at least one epoch budget"),
+    (StudyChoice("cnn", variants=("cnn/adam",), dataset="vessels"), "is for the unet experiment"),
+    (StudyChoice("cnn", variants=("cnn/adam",), common=Toggles(lr=-1.0)), "lr=-1.0"),
 ])
 def test_make_requests_rejects_bad_choices(choice, message):
-    reqs, errors = study.make_requests(choice)
+    reqs, errors = planning.make_requests(choice)
     assert reqs == [] and any(message in e for e in errors), errors
 
 
@@ -358,32 +406,32 @@ def test_dataset_folder_check_names_the_problem(tmp_path):
         for name in ("ace", "two"):                 # two classes: one alone is refused (it would score 1.0)
             (root / split / name).mkdir(parents=True)
             (root / split / name / "a.png").write_bytes(b"")
-    assert study.check_dataset_folder(root, "cnn") is None
+    assert check_dataset_folder(root, "cnn") is None
     (root / "test" / "king").mkdir()
-    assert "has different classes" in study.check_dataset_folder(root, "cnn")
+    assert "has different classes" in check_dataset_folder(root, "cnn")
     seg = tmp_path / "seg"
     for split in ("train", "val", "test"):
         for kind in ("images", "masks"):
             (seg / split / kind).mkdir(parents=True)
             (seg / split / kind / "x1.png").write_bytes(b"")
-    assert study.check_dataset_folder(seg, "unet") is None
+    assert check_dataset_folder(seg, "unet") is None
     (seg / "val" / "images" / "x2.png").write_bytes(b"")
-    assert "x2.png has no mask" in study.check_dataset_folder(seg, "unet")
+    assert "x2.png has no mask" in check_dataset_folder(seg, "unet")
     (tmp_path / "half" / "train").mkdir(parents=True)
-    assert "has no 'valid' folder" in study.check_dataset_folder(tmp_path / "half", "cnn")
-    assert "has no 'val' folder" in study.check_dataset_folder(tmp_path / "half", "unet")
-    assert "does not exist" in study.check_dataset_folder(tmp_path / "nope", "cnn")
+    assert "has no 'valid' folder" in check_dataset_folder(tmp_path / "half", "cnn")
+    assert "has no 'val' folder" in check_dataset_folder(tmp_path / "half", "unet")
+    assert "does not exist" in check_dataset_folder(tmp_path / "nope", "cnn")
 
 
 def test_progress_eta_and_seeds_parsing():
     runs = pd.DataFrame([{"key": "a", "variant": "cnn/adam", "seed": 0, "epochs": 10, "status": "running",
                           "last_epoch": 4, "started": 100.0, "finished": None}])
     epochs = pd.DataFrame({"key": "a", "epoch": [1, 2, 3, 4], "name": "seconds", "value": [9.0, 2.0, 2.0, 2.0]})
-    p = study.progress(runs, epochs, now=120.0).iloc[0]
+    p = live.progress(runs, epochs, now=120.0).iloc[0]
     assert (p["fraction"], p["sec_per_epoch"], p["eta_s"], p["duration_s"]) == (0.4, 2.0, 12.0, 20.0)
     assert "epoch 4 of 10" in p["text"] and "ETA 12 s" in p["text"]
-    assert study.parse_seeds("3") == ([0, 1, 2], None) and study.parse_seeds("4, 7")[0] == [4, 7]
-    assert study.parse_seeds("")[1] and study.parse_seeds("-1,2")[1]
+    assert parse_seeds("3") == ([0, 1, 2], None) and parse_seeds("4, 7")[0] == [4, 7]
+    assert parse_seeds("")[1] and parse_seeds("-1,2")[1]
 
 
 def test_device_detection_reads_nvidia_smi_output():

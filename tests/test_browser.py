@@ -15,8 +15,8 @@ screenshots to .ci/artifacts/ (git-ignored). Skips, with the reason, where chrom
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,7 +28,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 ARTIFACTS = ROOT / ".ci" / "artifacts"
@@ -113,12 +112,10 @@ def _alive(pid: int) -> bool:
 
 def _stop_workers(store_dir: Path, grace_s: float = 15.0) -> None:
     """SIGTERM the trainer processes the app started for this store (start_new_session: the server's process
-    group does not include them; the store's workers table names them), SIGKILL what outlives the grace."""
-    if not (store_dir / "runs.sqlite").exists():
-        return
-    from adlapp.store import RunStore
+    group does not include them; the job queue's worker registry names them), SIGKILL what outlives the grace."""
+    from adlapp.jobs import WorkerRegistry
 
-    pids = RunStore(store_dir).live_workers()
+    pids = WorkerRegistry(store_dir).live()
     for pid in pids:
         try:
             os.killpg(pid, signal.SIGTERM)        # a worker leads its own session: its children go too
@@ -174,7 +171,8 @@ def _warn_overflow(timings: dict, name: str, page) -> None:
     timings[name] = over = _chart_overflow(page)
     if any(px > 2 for px in over):
         warnings.warn(f"{name}: chart(s) wider than the main column by {over} px at "
-                      f"{page.viewport_size['width']} px viewport (panels/legend need a sideways scroll)")
+                      f"{page.viewport_size['width']} px viewport (panels/legend need a sideways scroll)",
+                      stacklevel=2)
 
 
 def _report_failure(page, shot: str, log_path: Path) -> None:
@@ -237,7 +235,7 @@ def test_course_study_in_a_real_browser(browser_tools, server):
             table.wait_for()            # element components load lazily: present in the DOM a moment later
             assert table.count() == 1
             cells = table.inner_text()
-            for row in ("Normal", "Nearest", "ELU", "Nearest+ELU", "(n=2)"):
+            for row in ("Normal", "Nearest Neighbor", "Using ELU", "Nearest and ELU", "(n=2)"):
                 assert row in cells, (row, cells)
             assert page.locator(".vega-embed").count() == 2
             _no_exception(page, "Home after opening the study")
@@ -318,7 +316,7 @@ def _choose_tiny_study(page) -> None:
     """Through the real widgets: SGD unticked, 2 seeds, LIVE_EPOCHS epochs, 1 training card per class."""
     _widget(page, "stCheckbox", "SGD (cnn/sgd)").click()
     _settle(page)
-    _set_input(page, "stTextInput", "seeds: a count (3) or a list (0,1,2)", "2")
+    _set_input(page, "stTextInput", "seeds: a count (3), a list (0,1,2) or a range (0-4)", "2")
     _set_input(page, "stNumberInput", "epochs", str(LIVE_EPOCHS))
     page.get_by_text("Advanced: training-set size and batch size").click()
     _set_input(page, "stNumberInput", "cards: training images per class", "1")
@@ -333,7 +331,7 @@ def _grid(page, index: int = 0) -> list[dict]:
         "g => { const t = g.querySelector('table'); return [[...t.querySelectorAll('thead th')].map(e => "
         "e.textContent), ...[...t.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('td')].map("
         "e => e.textContent))]; }")
-    return [dict(zip(head, r)) for r in rows]
+    return [dict(zip(head, r, strict=False)) for r in rows]     # a row may lack cells the header has
 
 
 def _wait_grid(page, index: int, ok, what: str, timeout_s: float = 10.0) -> list[dict]:
@@ -447,7 +445,7 @@ def test_train_from_the_ui_watch_live_reload_mid_run(browser_tools, server):
             kept_choice = _summary(page).startswith("4 run(s):")
             timings["live_reload_keeps_choice"] = kept_choice
             if not kept_choice:      # the app forgot the study: choose it again, as its user would have to
-                warnings.warn(f"{RELOAD_FORGETS}; the page showed {_summary(page)!r}")
+                warnings.warn(f"{RELOAD_FORGETS}; the page showed {_summary(page)!r}", stacklevel=1)
                 _choose_tiny_study(page)
             page.get_by_test_id("stProgress").first.wait_for()
             page.locator(CHART).first.wait_for(state="visible")

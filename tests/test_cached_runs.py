@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from adlapp.bundle import read_bundle, read_bundle_dir
+from adlapp.bundle import read_bundle
 from adlapp.config import VARIANTS, config_from_dict, run_key
 
 CACHED = Path(__file__).resolve().parents[1] / "cached_runs"

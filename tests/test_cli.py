@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from adlapp.cli import _parser, build_config
 from adlapp.config import variant
-from adlapp.jobs import LocalProcessBackend
+from adlapp.jobs import Backend, LocalProcessBackend, WorkerRegistry
+from adlapp.planning import StudyChoice, Toggles, make_requests
+from adlapp.processes import start_ticks
 from adlapp.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +53,7 @@ def test_train_then_runs_json(tmp_path):
     (["train", "cnn", "--dataset", "vessels"], "vessels"),
     (["train", "unet", "--variant", "bn-adam"], "bn-adam"),
     (["train", "cnn", "--seeds", "0"], "--seeds"),
+    (["train", "cnn", "--seeds", "4-2"], "--seeds"),
     (["import", "/no/such/bundle.zip"], "bundle.zip"),
 ])
 def test_invalid_arguments_exit_nonzero_with_one_clear_line(tmp_path, args, needle):
@@ -61,9 +65,34 @@ def test_invalid_arguments_exit_nonzero_with_one_clear_line(tmp_path, args, need
 
 
 def test_every_command_has_help():
-    for cmd in ([], ["train"], ["runs"], ["export"], ["import"], ["worker"]):
+    for cmd in ([], ["train"], ["runs"], ["cancel"], ["export"], ["import"], ["worker"]):
         out = adlapp(*cmd, "--help")
         assert out.returncode == 0 and "usage:" in out.stdout
+
+
+def test_seeds_are_a_count_a_list_or_a_range():
+    def seeds(text):
+        return _parser().parse_args(["train", "cnn", "--seeds", text]).seeds
+
+    assert seeds("5") == [0, 1, 2, 3, 4]         # a count: what `--seeds 5` in cached_runs/ provenance meant
+    assert seeds("0,4,9") == [0, 4, 9]
+    assert seeds("0-4") == [0, 1, 2, 3, 4]
+    assert seeds("7,") == seeds("7-7") == [7]    # one particular seed
+
+
+@pytest.mark.parametrize("args,choice", [
+    (["unet", "--variant", "nearest", "--epochs", "1000", "--eval-at", "400,200", "--n-train", "4"],
+     StudyChoice("unet", variants=("unet/nearest",), budgets="200,400,1000", n_train=4, seeds=(0,))),
+    (["cnn", "--variant", "cnn/sgd", "--lr", "0.05", "--epochs", "3", "--batch-size", "16"],
+     StudyChoice("cnn", variants=("cnn/sgd",), epochs=3, batch_size=16, seeds=(0,),
+                 common=Toggles(lr=0.05))),
+    (["cnn", "--dataset", "cards", "--no-batchnorm", "--optimizer", "adam"],
+     StudyChoice("cnn", variants=("cnn/adam",), dataset="cards", seeds=(0,))),
+])
+def test_the_cli_and_the_app_build_the_same_config(args, choice):
+    """One path from choices to a RunConfig (adlapp.planning): the same choice is the same run key."""
+    (cfg, _), = make_requests(choice)[0]
+    assert build_config(_parser().parse_args(["train", *args])) == cfg
 
 
 def _card_folder(root: Path, classes=("ace of spades", "two of hearts", "joker"), per_split=3):
@@ -129,3 +158,37 @@ def test_queue_worker_process_trains_and_cancel_is_clean(tmp_path):
     assert backend.cancel(sub.queued[1]) == "cancelling"
     assert _wait(store, sub.queued[1], ("cancelled",)) == "cancelled"
     assert backend.submit([(quick, 0)]).existing == {sub.queued[0]: "done"}   # never retrained
+    assert backend.status(sub.queued) == {sub.queued[0]: "done", sub.queued[1]: "cancelled"}
+    assert isinstance(backend, Backend) and backend.status([]) == {}
+
+
+def test_cancel_goes_through_the_queue(tmp_path):
+    store = RunStore(tmp_path)
+    key, _ = store.enqueue(replace(variant("cnn/adam"), epochs=1), 0)     # queued; no worker started
+    out = adlapp("cancel", key, "--store", str(tmp_path))
+    assert out.returncode == 0 and out.stdout.strip() == f"{key}: cancelled", out.stderr
+    assert store.get(key)["status"] == "cancelled"
+    out = adlapp("cancel", "0123456789abcdef", "--store", str(tmp_path))
+    assert out.returncode == 2 and "0123456789abcdef" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_worker_registry_forgets_dead_and_reused_pids(tmp_path):
+    registry = WorkerRegistry(tmp_path)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        registry.add(alive.pid)
+        registry.add(dead.pid)
+        assert registry.live() == [alive.pid]
+        assert sorted(p.name for p in registry.folder.iterdir()) == [f"{alive.pid}.json"]   # the dead one's file
+        if start_ticks(os.getpid()) is not None:        # /proc: a pid now held by another process is not ours
+            record = registry.folder / f"{alive.pid}.json"
+            record.write_text(json.dumps({"pid": alive.pid, "started": start_ticks(alive.pid) - 1}))
+            assert registry.live() == [] and not record.exists()
+        with registry.registered(alive.pid):
+            assert registry.live() == [alive.pid]
+        assert registry.live() == []
+    finally:
+        alive.kill()
+        alive.wait()

@@ -82,7 +82,7 @@ def test_cnn_preset_matrix_sentences_and_small_n(store, monkeypatch):
     text = " ".join(m.value for m in at.markdown)
     for pair in ("BN + Adam vs Adam", "BN + Adam vs SGD", "Adam vs SGD"):
         assert f"- {pair}: Δ =" in text
-    assert "significant after Holm over 1 pair" in text          # SGD (n=2) is not in the family
+    assert "significant after Holm over 1 pair at epoch 3" in text    # SGD (n=2) is not in the family
     assert any("SGD (n = 2)" in w.value and "n < 3" in w.value for w in at.warning)
     _, points = chart(at, "strip")
     assert len(points) == 8                                       # every seed is drawn
@@ -98,7 +98,7 @@ def test_cnn_preset_matrix_sentences_and_small_n(store, monkeypatch):
     assert not at.exception, at.exception
     assert "Queued 4 run(s)" in at.success[0].value
     queued = store.runs(status="queued")
-    assert sorted(zip(queued["variant"], queued["seed"])) == [
+    assert sorted(zip(queued["variant"], queued["seed"], strict=True)) == [
         ("cnn/adam", 3), ("cnn/bn-adam", 3), ("cnn/sgd", 2), ("cnn/sgd", 3)]
     assert set(queued["epochs"]) == {3}                           # the runs' own config, not the registry's
 
@@ -111,14 +111,19 @@ def test_unet_normal_200_vs_1000_and_custom_edits(store):
     assert not at.exception, at.exception
     assert at.multiselect(key="sig_variants").value == ["unet/normal"]
     _, cells = chart(at, "matrix")
-    assert list(zip(cells["a"], cells["b"])) == [("Normal @ 200", "Normal @ 1000")]
+    assert list(zip(cells["a"], cells["b"], strict=True)) == [("Normal @ 200", "Normal @ 1000")]
     table = pair_table(at)
     assert "course z = d/√2 (standardised Δ, not a test)" in table.columns
     assert table["Mann-Whitney p"].iloc[0].startswith("cannot reach 0.05")      # 3 vs 3
     at.multiselect(key="sig_variants").set_value(["unet/normal", "unet/elu"]).run()
     assert at.selectbox(key="sig_preset").value == "Custom"
     _, cells = chart(at, "matrix")
-    assert len(cells) == 6                                        # 4 groups: 6 pairs
+    # 4 groups: the pair within each epoch and each variant against itself across epochs, each family its own
+    assert len(cells) == 4 and set(cells["family_text"]) == {"epoch 200", "epoch 1000", "same variant, two epochs"}
+    assert dict(zip(cells["family_text"], cells["family_size"], strict=True))["same variant, two epochs"] == 2
+    at.toggle(key="sig_cross").set_value(True).run()               # asked for: Normal @ 200 vs ELU @ 1000 too
+    _, cells = chart(at, "matrix")
+    assert len(cells) == 6 and (cells["family_text"] == "other variant and epoch").sum() == 2
     at.radio(key="sig_correction").set_value("bh").run()
     at.radio(key="sig_colour").set_value("hedges_g").run()
     assert not at.exception, at.exception
@@ -143,8 +148,15 @@ def test_course_bundles_through_the_app(app_env, course_bundles, monkeypatch):
     assert small.count("(n = 2)") == 3
     at.selectbox(key="sig_preset").set_value("Course: U-Net variants at 200/400/1000").run()
     assert not at.exception, at.exception
-    assert at.multiselect(key="sig_epochs").value == [3]          # the tiny runs' last evaluation
-    assert len(chart(at, "matrix")[1]) == 6
+    assert at.multiselect(key="sig_epochs").value == [1, 2, 3]    # the tiny runs' evaluations, as Home reads them
+    _, cells = chart(at, "matrix")
+    assert len(cells) == 3 * 6 + 4 * 3                            # 6 pairs per epoch; each variant across epochs
+    at.selectbox(key="sig_preset").set_value("Course: ELU vs ReLU test loss at 200").run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="sig_epochs").value == [1]          # the smallest budget
+    _, cells = chart(at, "matrix")
+    assert list(zip(cells["a"], cells["b"], strict=True)) == [("Using ELU", "Normal"),
+                                                              ("Nearest and ELU", "Nearest Neighbor")]
 
 
 def test_compare_page_never_imports_torch(store):

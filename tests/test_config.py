@@ -2,8 +2,16 @@ from dataclasses import replace
 
 import pytest
 
-from adlapp.config import (VARIANTS, ConfigError, DataConfig, RunConfig, base_config, config_from_dict,
-                           config_to_dict, run_key, variant, variant_label)
+from adlapp.config import (
+    VARIANTS,
+    ConfigError,
+    base_config,
+    config_from_dict,
+    config_to_dict,
+    run_key,
+    variant,
+    variant_label,
+)
 
 
 def test_registry_variants_differ_from_base_only_where_named():

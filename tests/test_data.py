@@ -11,8 +11,16 @@ from PIL import Image
 
 from adlapp.config import DataConfig
 from adlapp.data import (
-    ClassificationData, DataError, SegmentationData, clear_cache, describe_data, load_data,
-    load_image_folder, load_segmentation_folder, make_cards, make_vessels,
+    ClassificationData,
+    DataError,
+    SegmentationData,
+    clear_cache,
+    describe_data,
+    load_data,
+    load_image_folder,
+    load_segmentation_folder,
+    make_cards,
+    make_vessels,
 )
 
 
@@ -31,7 +39,7 @@ def _splits(d: ClassificationData | SegmentationData) -> list[tuple[torch.Tensor
 
 
 def _same(a: ClassificationData | SegmentationData, b: ClassificationData | SegmentationData) -> bool:
-    pairs = zip(_splits(a), _splits(b))
+    pairs = zip(_splits(a), _splits(b), strict=True)
     return all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in pairs)
 
 
@@ -40,7 +48,7 @@ def _same(a: ClassificationData | SegmentationData, b: ClassificationData | Segm
 def test_cards_shapes_dtypes_and_exact_balance(cards: ClassificationData) -> None:
     assert cards.num_classes == 53 and len(set(cards.class_names)) == 53
     assert "joker" in cards.class_names and "ace of spades" in cards.class_names
-    for (x, y), n in zip(_splits(cards), (1060, 265, 265)):
+    for (x, y), n in zip(_splits(cards), (1060, 265, 265), strict=True):
         assert x.shape == (n, 3, 28, 28) and x.dtype == torch.float32
         assert y.shape == (n,) and y.dtype == torch.int64
         assert torch.isfinite(x).all()
@@ -82,7 +90,7 @@ def test_cards_bad_arguments(kwargs: dict) -> None:
 # --- vessels -------------------------------------------------------------------------------------
 
 def test_vessels_shapes_and_foreground(vessels: SegmentationData) -> None:
-    for (x, y), n in zip(_splits(vessels), (48, 16, 16)):
+    for (x, y), n in zip(_splits(vessels), (48, 16, 16), strict=True):
         assert x.shape == (n, 3, 64, 64) and x.dtype == torch.float32
         assert y.shape == (n, 1, 64, 64) and y.dtype == torch.float32
         assert set(torch.unique(y).tolist()) <= {0.0, 1.0}

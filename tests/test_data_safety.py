@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adlapp import study
+from adlapp import library, planning
 from adlapp.bundle import BundleError
 from adlapp.config import DataConfig
 from adlapp.data import DataError, clear_cache, load_data, load_image_folder, load_segmentation_folder
+from adlapp.folder_layout import check_dataset_folder
 from adlapp.store import RunStore
 
 # A name far beyond NAME_MAX (255 bytes): the OS refuses to even stat it (ENAMETOOLONG), as root too.
@@ -110,15 +111,52 @@ def test_one_class_folder_is_refused_by_loader_and_layout_check(tmp_path: Path) 
     with pytest.raises(DataError, match="at least two classes") as err:
         load_image_folder(root)
     assert str(root / "train") in str(err.value) and "joker" in str(err.value)
-    problem = study.check_dataset_folder(root, "cnn")
+    problem = check_dataset_folder(root, "cnn")
     assert problem is not None and "at least two classes" in problem and str(root / "train") in problem
     # The app's request builder uses the same check, so nothing can be launched on it.
-    reqs, errors = study.make_requests(study.StudyChoice("cnn", variants=("cnn/adam",), dataset=str(root)))
+    reqs, errors = planning.make_requests(planning.StudyChoice("cnn", variants=("cnn/adam",), dataset=str(root)))
     assert reqs == [] and any("at least two classes" in e for e in errors), errors
     # Two classes are enough.
     _class_tree(root, classes=("joker", "queen"))
     assert load_image_folder(root).class_names == ("joker", "queen")
-    assert study.check_dataset_folder(root, "cnn") is None
+    assert check_dataset_folder(root, "cnn") is None
+
+
+def _break(root: Path, how: str) -> tuple[Path, str]:
+    """A folder broken one way, and the experiment whose layout it breaks."""
+    if how == "missing split":
+        _class_tree(root, splits=("train", "test"))
+    elif how == "extra class":
+        _class_tree(root)
+        _png(root / "test" / "zed" / "0.png")
+    elif how == "empty class":
+        _class_tree(root)
+        for f in (root / "valid" / "b").iterdir():
+            f.unlink()
+    elif how in ("mask without image", "duplicate stem"):
+        _seg_tree(root)
+        _png(root / "train" / "masks" / ("lonely.png" if how == "mask without image" else "im0.jpg"), mode="L")
+        return root, "unet"
+    elif how == "no masks folder":
+        _seg_tree(root)
+        for f in (root / "test" / "masks").iterdir():
+            f.unlink()
+        (root / "test" / "masks").rmdir()
+        return root, "unet"
+    return root, "cnn"
+
+
+@pytest.mark.parametrize("how", ["missing split", "extra class", "empty class", "mask without image",
+                                 "duplicate stem", "no masks folder"])
+def test_loader_and_pre_launch_check_say_the_same_thing(tmp_path: Path, how: str) -> None:
+    # One layout checker (adlapp.folder_layout) behind both: the page's sentence is the loader's message.
+    root, experiment = _break(tmp_path / "data", how)
+    load = load_image_folder if experiment == "cnn" else load_segmentation_folder
+    with pytest.raises(DataError) as err:
+        load(root)
+    message = str(err.value)
+    assert str(root) in message
+    assert check_dataset_folder(root, experiment) == message[0].upper() + message[1:] + "."
 
 
 # --- 3. listings in messages are capped -----------------------------------------------------------------
@@ -141,7 +179,7 @@ def test_missing_split_lists_at_most_five_entries(tmp_path: Path) -> None:
         load_segmentation_folder(root)
     assert "and 35 more" in str(err.value) and "junk05" not in str(err.value)
     for experiment in ("cnn", "unet"):
-        problem = study.check_dataset_folder(root, experiment)
+        problem = check_dataset_folder(root, experiment)
         assert _names_before_more(problem) == [f"junk{i:02d}" for i in range(5)], problem
         assert "and 35 more" in problem and "junk05" not in problem
 
@@ -153,7 +191,7 @@ def test_other_listings_are_capped_too(tmp_path: Path) -> None:
         (root / "test" / f"c{i:02d}").mkdir()
     with pytest.raises(DataError, match="extra c00, c01, c02, c03, c04 and 25 more$"):
         load_image_folder(root)
-    assert study.check_dataset_folder(root, "cnn").endswith("c00, c01, c02, c03, c04 and 25 more.")
+    assert check_dataset_folder(root, "cnn").endswith("c00, c01, c02, c03, c04 and 25 more.")
     # A segmentation split folder with no masks folder but many others.
     seg = _seg_tree(tmp_path / "seg")
     for f in (seg / "test" / "masks").iterdir():
@@ -177,8 +215,9 @@ def test_capped_list() -> None:
 
 
 def test_layout_module_stays_torch_free() -> None:
-    # study.py is imported by the torch-free viewer pages; the shared helper must not pull torch in.
-    code = "import adlapp.study, sys; assert 'torch' not in sys.modules, 'torch was imported'"
+    # The viewer pages import planning (which checks folders), the live view and cached runs: none may pull torch in.
+    code = ("import adlapp.planning, adlapp.live, adlapp.folder_layout, adlapp.library, sys; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stderr
@@ -191,7 +230,7 @@ def test_layout_module_stays_torch_free() -> None:
 def test_import_bytes_with_hostile_names_raises_bundle_error(tmp_path: Path, name: str) -> None:
     store = RunStore(tmp_path / "store")
     with pytest.raises(BundleError) as err:
-        study.import_bytes(store, name, b"this is not a zip file")
+        library.import_bytes(store, name, b"this is not a zip file")
     message = str(err.value)
     # The reason's wording is bundle.py's; what matters here is whose name the message gives.
     assert tempfile.gettempdir() not in message                       # the temp path is replaced ...
@@ -201,7 +240,7 @@ def test_import_bytes_with_hostile_names_raises_bundle_error(tmp_path: Path, nam
 
 def test_import_bytes_message_has_no_control_characters(tmp_path: Path) -> None:
     with pytest.raises(BundleError) as err:
-        study.import_bytes(RunStore(tmp_path / "store"), "evil\nline.zip", b"junk")
+        library.import_bytes(RunStore(tmp_path / "store"), "evil\nline.zip", b"junk")
     assert "\n" not in str(err.value) and str(err.value).startswith("evil?line.zip:")
 
 
@@ -210,12 +249,12 @@ def test_import_bytes_round_trip_keeps_the_upload_name_as_source(tmp_path: Path)
 
     source = RunStore(tmp_path / "a")
     (key,) = train_into(source, tiny("cnn/adam"), seeds=(0,))
-    bundle = study.export_bytes(source)
+    bundle = library.export_bytes(source)
     target = RunStore(tmp_path / "b")
-    assert study.import_bytes(target, "../../elsewhere/..\\my runs (1).zip", bundle) == [key]
+    assert library.import_bytes(target, "../../elsewhere/..\\my runs (1).zip", bundle) == [key]
     runs = target.runs()
     assert list(runs["key"]) == [key] and set(runs["source"]) == {"bundle:my runs (1).zip"}
-    assert study.import_bytes(target, "..", bundle) == []          # same runs again: nothing new, no error
+    assert library.import_bytes(target, "..", bundle) == []          # same runs again: nothing new, no error
 
 
 # --- 5. ~ is expanded -----------------------------------------------------------------------------------
@@ -227,15 +266,15 @@ def test_home_relative_paths_are_expanded(tmp_path: Path, monkeypatch: pytest.Mo
     d = load_image_folder("~/cards")
     assert d.class_names == ("a", "b") and d.root == str(tmp_path / "cards")
     assert len(load_segmentation_folder("~/seg", size=8).train_x) == 2
-    assert study.check_dataset_folder("~/cards", "cnn") is None
-    assert study.check_dataset_folder("~/seg", "unet") is None
+    assert check_dataset_folder("~/cards", "cnn") is None
+    assert check_dataset_folder("~/seg", "unet") is None
     clear_cache()
     assert load_data(DataConfig(name="~/cards"), "classification").class_names == ("a", "b")
     clear_cache()
     # A missing folder is reported under its expanded name, which is where the user should look.
     with pytest.raises(DataError, match=re.escape(str(tmp_path / "nope"))):
         load_image_folder("~/nope")
-    assert study.check_dataset_folder("~/nope", "cnn") == f"Data folder {tmp_path / 'nope'} does not exist."
+    assert check_dataset_folder("~/nope", "cnn") == f"Data folder {tmp_path / 'nope'} does not exist."
 
 
 # --- an OS error while scanning is a message, not a traceback -------------------------------------------
@@ -245,7 +284,7 @@ def test_path_the_os_rejects_is_a_data_error(tmp_path: Path) -> None:
     for load in (load_image_folder, load_segmentation_folder):
         with pytest.raises(DataError, match="cannot be read"):
             load(path)
-    problem = study.check_dataset_folder(path, "cnn")
+    problem = check_dataset_folder(path, "cnn")
     assert problem is not None and "cannot be read" in problem
     with pytest.raises(DataError, match="not a usable path"):
         load_data(DataConfig(name=str(path)), "classification")
@@ -258,6 +297,6 @@ def test_unlistable_folder_is_a_data_error(tmp_path: Path) -> None:
     try:
         with pytest.raises(DataError, match="cannot be read"):
             load_image_folder(root)
-        assert "cannot be read" in study.check_dataset_folder(root, "cnn")
+        assert "cannot be read" in check_dataset_folder(root, "cnn")
     finally:
         (root / "valid").chmod(0o755)

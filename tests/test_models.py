@@ -1,11 +1,10 @@
 """Every registry variant builds, runs forward and backward with the right shapes and finite values."""
-from dataclasses import replace
 import itertools
 
 import pytest
 import torch
 
-from adlapp.config import ACTIVATIONS, UPSAMPLINGS, VARIANTS, base_config, variant
+from adlapp.config import ACTIVATIONS, UPSAMPLINGS, VARIANTS, variant
 from adlapp.models import CourseCNN, UNet, build_model, describe
 
 

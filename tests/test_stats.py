@@ -212,14 +212,15 @@ def test_pairwise_shape_order_and_holm():
     df = stats.pairwise(GROUPS)
     assert isinstance(df, pd.DataFrame)
     assert len(df) == 6
-    assert list(zip(df["a"], df["b"]))[:3] == [("normal", "nearest"), ("normal", "ELU"),
+    assert list(zip(df["a"], df["b"], strict=True))[:3] == [("normal", "nearest"), ("normal", "ELU"),
                                                 ("normal", "nearest_elu")]
     assert (df["family_size"] == 6).all()
     assert df["p_adjusted"].tolist() == pytest.approx(stats.holm(df["welch_p"].tolist()))
     assert (df["significant"] == (df["p_adjusted"] < 0.05)).all()
     for col in ("a", "b", "diff", "ci_low", "welch_p", "mwu_min_p", "hedges_g", "prob_improvement", "z_seed",
-                "testable", "note", "p_adjusted", "significant", "family_size", "sentence"):
+                "testable", "note", "p_adjusted", "significant", "family_size"):
         assert col in df.columns
+    assert "sentence" not in df.columns                          # words are adlapp.report's (test_report.py)
     row = df.iloc[1]
     assert row["diff"] == pytest.approx(np.mean(GROUPS["normal"]) - np.mean(GROUPS["ELU"]))
 
@@ -233,20 +234,6 @@ def test_pairwise_bh_and_none():
         stats.pairwise(GROUPS, correction="bonferroni")
 
 
-def test_pairwise_sentences():
-    df = stats.pairwise(GROUPS)
-    s = df.iloc[0]["sentence"]
-    # two significant digits on the largest of |Δ|, |CI ends| (here 0.0033), so 4 decimals
-    assert s.startswith("normal vs nearest: \u0394 = +0.0010 [\u22120.0013, 0.0033], not significant")
-    assert "after Holm over 6 pairs (Welch p = " in s and s.endswith("n = 3 each.")
-    assert df.iloc[1]["sentence"].endswith("n = 3 vs 5.")
-    assert "\u2212" in df.iloc[1]["sentence"]                   # a real minus sign for a negative Δ
-    # strongly separated pair: tiny p is written as "< 0.001"
-    sep = stats.pairwise({"A": [0.10, 0.11, 0.12, 0.10, 0.11], "B": [0.90, 0.91, 0.92, 0.90, 0.91]})
-    assert "significant after Holm over 1 pair (Welch p < 0.001, adjusted < 0.001)" in sep.iloc[0]["sentence"]
-    assert "not significant" not in sep.iloc[0]["sentence"]
-
-
 def test_pairwise_untestable_pairs_leave_the_family():
     groups = {**GROUPS, "single": [0.97], "const_a": [0.9] * 3, "const_b": [0.8] * 3}
     df = stats.pairwise(groups)
@@ -256,15 +243,27 @@ def test_pairwise_untestable_pairs_leave_the_family():
     assert len(untested) == 7
     assert (df["family_size"] == 14).all()
     assert untested["p_adjusted"].isna().all() and not untested["significant"].any()
-    one = df[(df["a"] == "normal") & (df["b"] == "single")].iloc[0]["sentence"]
-    assert "not tested (n=1 in single: no test possible)" in one and one.endswith("n = 3 vs 1.")
-    const = df[(df["a"] == "const_a") & (df["b"] == "const_b")].iloc[0]["sentence"]
+    one = df[(df["a"] == "normal") & (df["b"] == "single")].iloc[0]["note"]
+    assert "n=1 in single: no test possible" in one
+    const = df[(df["a"] == "const_a") & (df["b"] == "const_b")].iloc[0]["note"]
     assert "zero variance in both groups" in const
 
 
-def test_pairwise_mentions_excluded_runs():
+def test_pairwise_counts_excluded_runs():
     df = stats.pairwise({"A": [0.9, 0.91, np.nan, 0.92], "B": [0.8, 0.81, 0.82]})
-    assert "(A: 1 diverged run excluded)" in df.iloc[0]["sentence"]
+    assert df.iloc[0]["n_excluded_a"] == 1 and "excluded from A" in df.iloc[0]["note"]
+
+
+def test_adjust_within_families():
+    p = [0.04, 0.001, np.nan, 0.03, 0.2]
+    adjusted, sizes = stats.adjust_within(p, ["x", "y", "x", "x", "y"])
+    assert [adjusted[i] for i in (0, 3)] == pytest.approx(stats.holm([0.04, 0.03]))
+    assert [adjusted[i] for i in (1, 4)] == pytest.approx(stats.holm([0.001, 0.2]))
+    assert math.isnan(adjusted[2]) and sizes == [2, 2, 2, 2, 2]
+    same, _ = stats.adjust_within(p, [0] * 5, "bh")
+    assert same == pytest.approx(stats.bh(p), nan_ok=True)
+    with pytest.raises(ValueError, match="labels"):
+        stats.adjust_within([0.1], ["a", "b"])
 
 
 def test_pairwise_degenerate_inputs():
@@ -378,3 +377,4 @@ def test_no_streamlit_or_torch_import():
     assert "import streamlit" not in source and "import torch" not in source
     assert set(mod.__all__) >= {"compare", "holm", "bh", "pairwise", "seeds_needed", "power", "power_curve",
                                 "pooled_sd", "summarize", "welch_over_epochs"}
+    assert "def _sentence" not in source and "import report" not in source     # numbers only: no words

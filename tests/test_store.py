@@ -1,6 +1,4 @@
 """The real SQLite run store: queue semantics, dedup by run key, cancel, stale runs, concurrent writers."""
-import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -8,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from adlapp.config import base_config, run_key, variant
+from adlapp.config import run_key, variant
 from adlapp.store import RunStore, RunTables, StoreError
 
 
@@ -76,7 +74,7 @@ def test_record_epoch_and_incremental_reads(store):
     assert sorted(new["epoch"].unique()) == [2] and cursor2 > cursor
     assert store.get(key)["last_epoch"] == 2
     tests = store.test_metrics([key])
-    assert dict(zip(tests["name"], tests["value"])) == {"acc": 0.25, "loss": 1.7}
+    assert dict(zip(tests["name"], tests["value"], strict=True)) == {"acc": 0.25, "loss": 1.7}
 
 
 def test_non_finite_metric_is_stored_as_missing(store):

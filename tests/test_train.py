@@ -1,9 +1,6 @@
 """The real trainer on tiny sizes: store integration, determinism, resume, divergence, segmentation."""
 from dataclasses import replace
 
-import math
-import pytest
-
 from adlapp.config import DataConfig, variant
 from adlapp.runner import TerminationFlag, run_claimed
 from adlapp.store import RunStore

@@ -82,32 +82,53 @@ def _segment_distance(segs: np.ndarray, size: int) -> np.ndarray:
 def _one(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     """One (3, size, size) image in [0, 1] and its (size, size) {0, 1} mask."""
     target = int(round(rng.uniform(0.10, 0.14) * size * size))
-    # A tree whose trunks all run out of the frame early can fall short of the target; a few of
-    # those are re-grown (from the same stream, so still deterministic) and the fullest one is kept.
+    segs, root, d, covered = _fullest_tree(rng, size, target)
+    mask, n_keep = _trim_to_target(segs, covered, target, size)
+    vessels = _vessel_darkness(rng, segs[:n_keep, 4], d[:, :n_keep], size)
+    return _fundus(rng, vessels, root, size), mask.astype(np.float32)
+
+
+def _fullest_tree(rng: np.random.Generator, size: int, target: int):
+    """A grown tree, its root, every pixel's distance to every segment (P, S) and which segments cover it.
+
+    A tree whose trunks all run out of the frame early can fall short of the target; a few of those are
+    re-grown (from the same stream, so still deterministic) and the fullest one is kept."""
     best = None
     for _ in range(3):
-        segs, (rx, ry) = _grow_tree(rng, size)
+        segs, root = _grow_tree(rng, size)
         d = _segment_distance(segs, size)                                      # (P, S)
         covered = d < segs[:, 4]
         n_covered = int(covered.any(1).sum())
         if best is None or n_covered > best[0]:
-            best = (n_covered, segs, (rx, ry), d, covered)
+            best = (n_covered, segs, root, d, covered)
         if n_covered >= target:
             break
-    _, segs, (rx, ry), d, covered = best
-    hw = segs[:, 4]
+    return best[1:]
+
+
+def _trim_to_target(segs: np.ndarray, covered: np.ndarray, target: int, size: int) -> tuple[np.ndarray, int]:
+    """The mask of the first segments (in growth order) that cover `target` pixels, and how many they are."""
     # first[p]: index of the first segment (in growth order) covering pixel p, S if none.
     first = np.where(covered.any(1), covered.argmax(1), len(segs))
     order = np.sort(first)
     n_keep = len(segs) if order[target - 1] >= len(segs) else int(order[target - 1]) + 1
-    mask = (first < n_keep).reshape(size, size)
+    return (first < n_keep).reshape(size, size), n_keep
 
-    # Soft vessel profile; thin vessels are fainter, which is what makes them hard to segment.
+
+def _vessel_darkness(rng: np.random.Generator, hw: np.ndarray, d: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) how strongly vessels darken each pixel: a soft profile around each kept segment; thin
+    vessels are fainter, which is what makes them hard to segment."""
     k = size / 64.0
-    contrast = rng.uniform(0.3, 0.48) * np.clip(hw[:n_keep] / (1.2 * k), 0.45, 1.0)
-    sigma = np.maximum(hw[:n_keep], 0.45 * k)
-    prof = (contrast * np.exp(-0.5 * (d[:, :n_keep] / sigma) ** 2)).max(1).reshape(size, size)
+    contrast = rng.uniform(0.3, 0.48) * np.clip(hw / (1.2 * k), 0.45, 1.0)
+    sigma = np.maximum(hw, 0.45 * k)
+    return (contrast * np.exp(-0.5 * (d / sigma) ** 2)).max(1).reshape(size, size)
 
+
+def _fundus(rng: np.random.Generator, vessels: np.ndarray, root: tuple[float, float], size: int) -> np.ndarray:
+    """(3, size, size) fundus-like image in [0, 1]: uneven light with a bright optic disc at the tree's root,
+    texture, vessel-coloured blobs, the vessels, and noise."""
+    k = size / 64.0
+    rx, ry = root
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     # Smooth illumination: a coarse random field plus a bright optic disc where the tree starts.
     coarse = F.interpolate(torch.from_numpy(rng.normal(0.0, 1.0, (1, 1, 3, 3))), size=(size, size),
@@ -129,10 +150,10 @@ def _one(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
                     np.float32)                                               # fundus red-orange
     # Vessels absorb green most and red least, as in real fundus photographs.
     absorb = np.array([0.55, 1.0, 0.8], np.float32).reshape(3, 1, 1)
-    dark = np.maximum(prof, blobs)[None]
+    dark = np.maximum(vessels, blobs)[None]
     img = base.reshape(3, 1, 1) * light[None] * (1.0 + 0.06 * tex[None]) * (1.0 - absorb * dark)
     img = img + rng.normal(0.0, rng.uniform(0.02, 0.04), img.shape)
-    return np.clip(img, 0.0, 1.0).astype(np.float32), mask.astype(np.float32)
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
 def _split(n: int, size: int, seed: int, split: int) -> tuple[np.ndarray, np.ndarray]:

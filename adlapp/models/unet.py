@@ -70,7 +70,7 @@ class UNet(nn.Module):
             x = block(x if i == 0 else self.pool(x))   # (B, w_i, H/2^i, W/2^i)
             skips.append(x)
         skips.pop()                                    # the bottleneck is not a skip
-        for up, merge in zip(self.up, self.merge):
+        for up, merge in zip(self.up, self.merge, strict=True):
             x = up(x)                                  # (B, w_i, H/2^i, W/2^i)
             x = merge(torch.cat([skips.pop(), x], 1))  # concat skip: (B, 2 w_i, ...) -> (B, w_i, ...)
         return self.head(x)                            # (B, 1, H, W)

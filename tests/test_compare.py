@@ -1,0 +1,370 @@
+"""adlapp.compare: series, groups, pairs, families, presets, seed plans and the curve test (numbers only).
+
+Groups are built from hand-made RunTables, so every expected value can be checked by hand or against
+adlapp.stats itself (the page must show stats' numbers, not its own). Chart specs are in test_charts.py,
+the words (notes, tables, sentences) in test_report.py.
+"""
+import json
+import math
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from adlapp import compare as cmp
+from adlapp import stats
+from adlapp.config import config_to_dict, run_key, variant, variant_label
+from adlapp.metrics import compare_metrics, metric
+from adlapp.store import RUN_COLUMNS, RunTables
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+ACC = metric("test_acc")
+VAL_ACC = metric("val_acc")
+PIX = metric("test_pixel_acc")
+
+
+def cnn(name="cnn/adam", epochs=3, **kw):
+    return replace(variant(name), epochs=epochs, **kw)
+
+
+def unet(name="unet/normal", epochs=10, eval_at=(4,)):
+    return replace(variant(name), epochs=epochs, eval_at=eval_at)
+
+
+def tables(*runs):
+    """runs: (cfg, seed, status, tests {epoch: {name: v}}, curve {epoch: {name: v}}) -> RunTables."""
+    rows, ep, te = [], [], []
+    for i, (cfg, seed, status, tests, curve) in enumerate(runs):
+        key = run_key(cfg, seed)
+        rows.append({**{c: None for c in RUN_COLUMNS}, "key": key, "experiment": cfg.experiment,
+                     "variant": variant_label(cfg), "seed": seed, "epochs": cfg.epochs, "status": status,
+                     "last_epoch": cfg.epochs, "created": float(i), "config": json.dumps(config_to_dict(cfg))})
+        te += [{"key": key, "epoch": e, "name": n, "value": v} for e, d in tests.items() for n, v in d.items()]
+        ep += [{"key": key, "epoch": e, "name": n, "value": v} for e, d in curve.items() for n, v in d.items()]
+    cols = ["key", "epoch", "name", "value"]
+    return RunTables(pd.DataFrame(rows, columns=RUN_COLUMNS), pd.DataFrame(ep, columns=cols),
+                     pd.DataFrame(te, columns=cols))
+
+
+def done(cfg, seed, acc, status="done"):
+    """A CNN run scored `acc` at its last epoch, with a flat validation curve at the same value."""
+    tests = {} if acc is None else {cfg.epochs: {"acc": acc, "loss": 1 - acc}}
+    curve = {e: {"val_acc": acc if acc is not None else math.nan} for e in range(1, cfg.epochs + 1)}
+    return cfg, seed, status, tests, curve
+
+
+# -- series: the one rule for which runs belong together -------------------------------------------------------
+def test_runs_that_differ_only_in_run_length_are_one_series():
+    short, long = cnn(epochs=3), cnn(epochs=5, eval_at=(3,))
+    other = cnn(epochs=3, data=replace(variant("cnn/adam").data, train_per_class=7))
+    t = tables(done(short, 0, 0.5), done(long, 1, 0.6), done(other, 0, 0.4), done(cnn("cnn/sgd"), 0, 0.3))
+    s = cmp.series_table(t.runs)
+    assert list(s["series"]) == ["Adam (train_per_class=20)", "Adam (train_per_class=20)",
+                                 "Adam (train_per_class=7)", "SGD"]
+    assert s["signature"].iloc[0] == s["signature"].iloc[1] != s["signature"].iloc[2]
+    assert list(s["order"]) == [0, 0, 1, 2]                            # registry order, then label
+    alone = cmp.series_table(tables(done(short, 0, 0.5), done(long, 1, 0.6)).runs)
+    assert set(alone["series"]) == {"Adam"}                             # one training: just the display name
+
+
+def test_a_seed_counts_once_per_series():
+    rows = pd.DataFrame({"series": ["A", "A", "A", "B"], "seed": [0, 0, 1, 0], "key": ["k1", "k2", "k3", "k4"]})
+    kept = cmp.one_per_seed(rows, ["series", "seed"], pd.Series([1, 5, 1, 1]))
+    assert sorted(kept["key"]) == ["k2", "k3", "k4"]                  # the better run of seed 0 of A
+    assert list(cmp.one_per_seed(rows, ["series", "seed"])["key"]) == ["k1", "k3", "k4"]
+
+
+def test_test_summary_counts_each_seed_once_and_uses_ddof_1():
+    short, long = cnn(epochs=3), cnn(epochs=5, eval_at=(3,))
+    t = tables(done(short, 0, 0.5), (long, 0, "done", {3: {"acc": 0.5}, 5: {"acc": 0.7}}, {}),
+               done(short, 1, 0.7), done(short, 2, 0.6))
+    s = cmp.test_summary(t, ["acc"]).set_index("epoch")
+    assert s.loc[3, "n"] == 3 and s.loc[3, "mean"] == pytest.approx(0.6) and s.loc[3, "sd"] == pytest.approx(0.1)
+    assert s.loc[5, "n"] == 1 and math.isnan(s.loc[5, "sd"]) and s.loc[3, "values"] == {0: 0.5, 1: 0.7, 2: 0.6}
+
+
+# -- group extraction ------------------------------------------------------------------------------------------
+def test_test_metric_groups_at_the_evaluation_epoch():
+    t = tables(*(done(cnn("cnn/adam"), s, v) for s, v in enumerate([0.50, 0.52, 0.54])),
+               *(done(cnn("cnn/sgd"), s, v) for s, v in enumerate([0.40, 0.41, 0.45])))
+    groups, gaps = cmp.extract_groups(t, "cnn", ["cnn/adam", "cnn/sgd"], [3], ACC)
+    assert [g.label for g in groups] == ["Adam", "SGD"]           # one epoch: course names only
+    np.testing.assert_allclose(groups[0].values, [0.50, 0.52, 0.54])
+    assert groups[1].seeds == (0, 1, 2) and groups[1].n == 3 and gaps == []
+
+
+def test_variant_at_two_epochs_is_two_groups():
+    runs = [(unet(), s, "done", {4: {"pixel_acc": 0.9 + s / 100}, 10: {"pixel_acc": 0.95 + s / 100}}, {})
+            for s in range(3)]
+    groups, _ = cmp.extract_groups(tables(*runs), "unet", ["unet/normal"], [4, 10], PIX)
+    assert [g.label for g in groups] == ["Normal @ 4", "Normal @ 10"]
+    np.testing.assert_allclose(groups[0].values, [0.90, 0.91, 0.92])
+    np.testing.assert_allclose(groups[1].values, [0.95, 0.96, 0.97])
+
+
+def test_last_validation_value():
+    cfg = cnn(epochs=4)
+    runs = [(cfg, s, "done", {}, {e: {"val_acc": e / 10 + s} for e in range(1, 5)}) for s in range(3)]
+    groups, _ = cmp.extract_groups(tables(*runs), "cnn", ["cnn/adam"], [4], VAL_ACC)
+    np.testing.assert_allclose(groups[0].values, [0.4, 1.4, 2.4])
+
+
+def test_diverged_runs_are_nan_excluded_and_counted():
+    t = tables(*(done(cnn(), s, v) for s, v in enumerate([0.5, 0.6, 0.55])),
+               done(cnn(), 3, None, status="diverged"),                       # never scored: NaN
+               *(done(cnn("cnn/sgd"), s, v) for s, v in enumerate([0.3, 0.35, 0.32])))
+    groups, _ = cmp.extract_groups(t, "cnn", ["cnn/adam", "cnn/sgd"], [3], ACC)
+    adam = groups[0]
+    assert adam.values.size == 4 and adam.n == 3 and adam.n_excluded == 1
+    row = cmp.compare_groups(groups).pairs.iloc[0]
+    assert row["n_a"] == 3 and row["n_excluded_a"] == 1              # counted by stats, not averaged in
+
+
+def test_pending_duplicate_and_unfinished_runs():
+    short, long = cnn(epochs=3), cnn(epochs=3, eval_at=(2,))          # same training, different run length
+    t = tables(done(short, 0, 0.5), done(short, 1, 0.6), done(long, 1, 0.6), done(short, 2, 0.7),
+               (cnn(), 5, "running", {}, {}), (cnn(), 6, "failed", {}, {}))
+    (g,), gaps = cmp.extract_groups(t, "cnn", ["cnn/adam"], [3], ACC)
+    assert g.seeds == (0, 1, 2) and g.n_duplicates == 1 and g.n_pending == 1 and gaps == []
+
+
+def test_done_run_without_the_metric_is_left_out_not_counted_as_diverged():
+    t = tables(*(done(cnn(), s, 0.5 + s / 10) for s in range(3)), (cnn(), 3, "done", {}, {}))
+    (g,), gaps = cmp.extract_groups(t, "cnn", ["cnn/adam"], [3], ACC)
+    assert g.values.size == 3 and g.n_excluded == 0
+    assert gaps == [cmp.Gap("Adam", 3, lacking=1)]
+
+
+def test_missing_group_is_a_gap_not_an_empty_group():
+    t = tables(*(done(cnn(), s, 0.5 + s / 10) for s in range(3)), (cnn("cnn/sgd"), 0, "queued", {}, {}))
+    groups, gaps = cmp.extract_groups(t, "cnn", ["cnn/adam", "cnn/sgd"], [3], ACC)
+    assert [g.variant for g in groups] == ["cnn/adam"]
+    assert gaps == [cmp.Gap("SGD", 3, empty=True, pending=1)]
+
+
+def test_two_trainings_of_one_variant_are_two_groups_not_one_mixed():
+    other = cnn(data=replace(variant("cnn/adam").data, train_per_class=7))
+    t = tables(*(done(cnn(), s, 0.5) for s in range(3)), *(done(other, s, 0.4) for s in range(3)))
+    groups, _ = cmp.extract_groups(t, "cnn", ["cnn/adam"], [3], ACC)
+    assert [g.label for g in groups] == ["Adam (train_per_class=20)", "Adam (train_per_class=7)"]
+    assert [g.n for g in groups] == [3, 3]
+
+
+# -- pairs and families ----------------------------------------------------------------------------------------
+GROUPS = {"A": [0.971, 0.975, 0.969], "B": [0.962, 0.968, 0.966, 0.960, 0.963], "C": [0.95, 0.97]}
+
+
+def groups_of(d, epoch=3):
+    return [cmp.Group("cnn/x", epoch, k, np.asarray(v, dtype=float), tuple(range(len(v))), (), series=k)
+            for k, v in d.items()]
+
+
+def test_compare_groups_uses_stats_and_leaves_small_groups_untested():
+    res = cmp.compare_groups(groups_of(GROUPS), "holm")
+    assert list(zip(res.pairs["a"], res.pairs["b"], strict=True)) == [("A", "B"), ("A", "C"), ("B", "C")]
+    ref = stats.pairwise({"A": GROUPS["A"], "B": GROUPS["B"]}, "holm")    # family: the tested pair only
+    ab = res.pairs.iloc[0]
+    assert ab["tested"] and ab["welch_p"] == pytest.approx(ref.loc[0, "welch_p"], rel=1e-12)
+    assert ab["p_adjusted"] == pytest.approx(ref.loc[0, "p_adjusted"], rel=1e-12)
+    assert ab["family"] == "epoch:3" and ab["family_size"] == 1
+    ac = res.pairs.iloc[1]
+    assert not ac["tested"] and math.isnan(ac["welch_p"]) and math.isnan(ac["p_adjusted"])
+    assert ac["hedges_g"] == pytest.approx(stats.compare(GROUPS["A"], GROUPS["C"])["hedges_g"], rel=1e-12)
+    assert ac["family_size"] == 0 and res.family_pairs(1) == 3
+
+
+def test_rank_test_hidden_when_it_cannot_reach_alpha():
+    res = cmp.compare_groups(groups_of({"A": GROUPS["A"], "B": GROUPS["B"]}))
+    row = res.pairs.iloc[0]
+    assert row["mwu_min_p"] == pytest.approx(2 / math.comb(8, 3))            # 0.036 < 0.05: shown
+    assert row["mwu_shown"] and np.isfinite(row["mwu_p"])
+    res = cmp.compare_groups(groups_of({"A": GROUPS["A"], "B": GROUPS["B"][:3]}))
+    row = res.pairs.iloc[0]
+    assert not row["mwu_shown"] and math.isnan(row["mwu_p"])                 # 3 vs 3: min p = 0.1
+
+
+def three(level):
+    return [level + 0.01 * s for s in (0, 1, 3)]
+
+
+def two_by_two():
+    """Variants x and y at epochs 1 and 2: values that differ, so every pair has a Welch p."""
+    return [cmp.Group(v, e, f"{v} @ {e}", np.asarray(three(x)), (0, 1, 2), (), series=v)
+            for v, base in (("x", 0.5), ("y", 0.55)) for e, x in ((1, base), (2, base + 0.1))]
+
+
+def test_families_within_an_epoch_and_within_a_variant_across_epochs():
+    res = cmp.compare_groups(two_by_two())
+    fams = dict(zip(res.pair_labels(), res.pairs["family"], strict=True))
+    assert fams == {"x @ 1 vs x @ 2": "budgets", "x @ 1 vs y @ 1": "epoch:1", "x @ 2 vs y @ 2": "epoch:2",
+                    "y @ 1 vs y @ 2": "budgets"}                          # x@1 vs y@2: not compared by default
+    assert dict(zip(res.pairs["family"], res.pairs["family_size"], strict=True)) == {
+        "budgets": 2, "epoch:1": 1, "epoch:2": 1}
+    for _fam, part in res.pairs.groupby("family"):
+        assert list(part["p_adjusted"]) == pytest.approx(stats.holm(list(part["welch_p"])))
+    cross = cmp.compare_groups(two_by_two(), cross=True)
+    assert len(cross.pairs) == 6 and (cross.pairs["family"] == "cross").sum() == 2
+    kept = cross.pairs[cross.pairs["family"] != "cross"]                # the other families do not change
+    np.testing.assert_allclose(kept["p_adjusted"], res.pairs["p_adjusted"])
+
+
+def test_explicit_pairs_are_one_family_in_the_order_given():
+    res = cmp.compare_groups(two_by_two(), pairs=[("y", "x")])
+    assert res.pair_labels() == ["y @ 1 vs x @ 1", "y @ 2 vs x @ 2"]
+    assert set(res.pairs["family"]) == {"chosen"} and (res.pairs["family_size"] == 2).all()
+    assert list(res.pairs["p_adjusted"]) == pytest.approx(stats.holm(list(res.pairs["welch_p"])))
+    assert res.pairs["diff"].iloc[0] == pytest.approx(0.05)
+
+
+def test_adding_an_epoch_does_not_change_the_pairs_of_another_epoch():
+    """Why families are per epoch: the Home reading (one epoch at a time) and a Compare preset over three
+    epochs give the same adjusted p for the same pair."""
+    g = two_by_two()
+    alone = cmp.compare_groups([x for x in g if x.epoch == 1])
+    both = cmp.compare_groups(g)
+    row = both.pairs[both.pairs["family"] == "epoch:1"].iloc[0]
+    assert row["p_adjusted"] == alone.pairs["p_adjusted"].iloc[0] and row["family_size"] == 1
+
+
+# -- presets ---------------------------------------------------------------------------------------------------
+def test_presets_fall_back_to_the_data():
+    t = tables(*(done(cnn(n), s, 0.5) for n in ("cnn/bn-adam", "cnn/adam") for s in range(3)))
+    opts = cmp.options(t)
+    assert opts == {"cnn": {"variants": ["cnn/bn-adam", "cnn/adam"], "epochs": [3]}}
+    assert cmp.default_preset(opts) == "Course: CNN optimisers & BN"
+    name, sel = cmp.resolve("Course: CNN optimisers & BN", opts)
+    assert name == "Course: CNN optimisers & BN"
+    assert sel == cmp.Selection("cnn", ("cnn/bn-adam", "cnn/adam"), (3,), "test_acc")
+    assert cmp.resolve("Course: normal 200 vs 1000", opts) == ("Custom", sel)   # no U-Net data: CNN, as Custom
+    assert cmp.restrict(replace(sel, variants=("cnn/sgd", "cnn/adam")), opts) == replace(sel, variants=("cnn/adam",))
+    assert cmp.restrict(replace(sel, metric="test_f1"), opts).metric == "test_acc"
+    assert cmp.restrict(cmp.Selection("unet", (), (), "test_f1"), opts) is None
+
+
+def test_preset_epochs_fall_back_per_preset():
+    runs = [(unet(n, epochs=3, eval_at=(1, 2)), s, "done", {e: {"pixel_acc": 0.9, "loss": 0.1} for e in (1, 2, 3)},
+             {}) for n in ("unet/normal", "unet/elu") for s in range(3)]
+    opts = cmp.options(tables(*runs))
+    epochs = {n: cmp.resolve(n, opts)[1].epochs for n in cmp.PRESETS if n.startswith("Course: U") or "ELU" in n
+              or "normal" in n}
+    assert epochs == {"Course: U-Net variants at 200/400/1000": (1, 2, 3), "Course: normal 200 vs 1000": (1, 3),
+                      "Course: ELU vs ReLU test loss at 200": (1,)}
+    _, elu = cmp.resolve("Course: ELU vs ReLU test loss at 200", opts)
+    assert elu.pairs == (("unet/elu", "unet/normal"),)                 # the nearest pair has no runs
+
+
+def test_course_presets_name_registry_variants():
+    for p in cmp.PRESETS.values():
+        sel = p.selection
+        assert all(v.startswith(sel.experiment + "/") and variant(v) for v in sel.variants)
+        assert metric(sel.metric).key in [m.key for m in compare_metrics(sel.experiment)]
+        assert all(set(pair) <= set(sel.variants) for pair in sel.pairs)
+
+
+# -- how many seeds --------------------------------------------------------------------------------------------
+def test_power_plan_defaults_to_observed_difference_and_matches_stats():
+    res = cmp.compare_groups(groups_of(GROUPS))
+    a, b = res.pair_groups(1)
+    assert (a.label, b.label) == ("A", "C")
+    a, b = groups_of({"A": GROUPS["A"], "B": GROUPS["B"]})
+    plan = cmp.power_plan(a, b, None, comparisons=3)
+    sd = stats.pooled_sd(GROUPS["A"], GROUPS["B"])
+    delta = abs(np.mean(GROUPS["A"]) - np.mean(GROUPS["B"]))
+    assert plan.delta == pytest.approx(delta) and plan.sd == pytest.approx(sd)
+    for p in (0.8, 0.9):
+        got = plan.needed[plan.needed["power"] == p]
+        assert list(got["seeds"]) == [stats.seeds_needed(delta / sd, 0.05, p, k) for k in (1, 3)]
+    assert plan.current_n == 3 and set(plan.curve["comparisons"]) == {1, 3}
+    assert plan.recommended == stats.seeds_needed(delta / sd, 0.05, 0.8, 3)
+    assert list(plan.curve["n"].unique()) == list(range(2, 31))
+
+
+def test_power_plan_reference_number_and_bad_inputs():
+    a, b = groups_of({"A": [0.0, 1.0, 2.0], "B": [1.0, 2.0, 3.0]})          # sd = 1
+    plan = cmp.power_plan(a, b, 1.0, comparisons=1)
+    assert plan.d == pytest.approx(1.0)
+    assert plan.needed.set_index("power").loc[0.8, "seeds"] == 17                    # d = 1 -> 17
+    assert cmp.power_plan(a, b, 0.0, 1).error == "no_delta"
+    flat = groups_of({"A": [0.5, 0.5, 0.5], "B": [0.5, 0.5, 0.5]})
+    assert cmp.power_plan(*flat, None, 1).error == "no_spread"
+
+
+# -- missing seeds ---------------------------------------------------------------------------------------------
+def test_missing_seeds_fill_the_smallest_unused_numbers_with_the_runs_config():
+    adam, sgd = cnn("cnn/adam"), cnn("cnn/sgd")
+    t = tables(done(adam, 0, 0.5), done(adam, 2, 0.6), done(adam, 5, None, status="diverged"),
+               (adam, 1, "failed", {}, {}), (adam, 7, "queued", {}, {}),
+               *(done(sgd, s, 0.4) for s in range(3)))
+    plans = cmp.missing_seeds(t, "cnn", ["cnn/adam", "cnn/sgd"], [3], ACC, target_n=6)
+    by = {p.variant: p for p in plans}
+    assert by["cnn/adam"].present == (0, 2, 5, 7)              # diverged and queued count, failed does not
+    assert by["cnn/adam"].missing == (1, 3)                    # failed seed 1 is asked for again
+    assert by["cnn/adam"].config == adam and by["cnn/adam"].series == "Adam"
+    assert by["cnn/sgd"].missing == (3, 4, 5)
+    reqs = cmp.seed_requests(plans)
+    assert [(c.optim.name, s) for c, s in reqs] == [("adam", 1), ("adam", 3), ("sgd", 3), ("sgd", 4), ("sgd", 5)]
+    assert cmp.missing_seeds(t, "cnn", ["cnn/sgd"], [3], ACC, target_n=2)[0].missing == ()
+
+
+def test_missing_seeds_need_a_run_covering_every_selected_epoch():
+    short = unet(epochs=4, eval_at=())                         # scored at 4 only
+    full = unet(epochs=10, eval_at=(4,))                       # scored at 4 and 10
+    t = tables(*[(short, s, "done", {4: {"pixel_acc": 0.9}}, {}) for s in range(3)],
+               (full, 0, "done", {4: {"pixel_acc": 0.9}, 10: {"pixel_acc": 0.95}}, {}))
+    (p,) = cmp.missing_seeds(t, "unet", ["unet/normal"], [4, 10], PIX, target_n=3)
+    assert p.config == full and p.present == (0,) and p.missing == (1, 2)
+    (p,) = cmp.missing_seeds(t, "unet", ["unet/normal"], [4], PIX, target_n=3)
+    assert p.config == short and p.missing == () and p.n_configs == 2
+
+
+def test_missing_seeds_plan_each_training_of_a_variant():
+    other = cnn(data=replace(variant("cnn/adam").data, train_per_class=7))
+    t = tables(*(done(cnn(), s, 0.5) for s in range(3)), done(other, 0, 0.4))
+    plans = cmp.missing_seeds(t, "cnn", ["cnn/adam"], [3], ACC, target_n=3)
+    assert [(p.series, p.missing) for p in plans] == [("Adam (train_per_class=20)", ()),
+                                                      ("Adam (train_per_class=7)", (1, 2))]
+    assert plans[1].config == other
+
+
+# -- significance along the curve ------------------------------------------------------------------------------
+def test_curve_test_uses_complete_epochs_and_welch_over_epochs():
+    a_cfg, b_cfg = cnn("cnn/adam", epochs=5), cnn("cnn/sgd", epochs=5)
+    runs = [(a_cfg, s, "done", {5: {"acc": 0.5}}, {e: {"val_acc": 0.1 * e + 0.01 * s} for e in range(1, 6)})
+            for s in range(3)]
+    runs += [(b_cfg, s, "done", {5: {"acc": 0.1}}, {e: {"val_acc": 0.1 + 0.013 * s} for e in range(1, 6)})
+             for s in range(3)]
+    runs.append((b_cfg, 9, "diverged", {}, {1: {"val_acc": 0.2}}))
+    t = tables(*runs)
+    groups, _ = cmp.extract_groups(t, "cnn", ["cnn/adam", "cnn/sgd"], [5], ACC)
+    cur = cmp.curve_test(t, "cnn", *groups, ACC, "holm")
+    assert list(cur.tests["epoch"]) == [1, 2, 3, 4, 5] and cur.metric.key == "val_acc"
+    a = np.array([[0.1 * e + 0.01 * s for e in range(1, 6)] for s in range(3)])
+    b = np.array([[0.1 + 0.013 * s for e in range(1, 6)] for s in range(3)])
+    ref = stats.welch_over_epochs(a, b, "holm", epochs=[1, 2, 3, 4, 5])
+    np.testing.assert_allclose(cur.tests["p_adjusted"], ref["p_adjusted"])
+    assert cur.n_diverged == 1 and cur.n == (3, 3)
+    assert set(cur.curves["label"]) == {"Adam", "SGD"} and (cur.curves["n"] == 3).all()
+    thin = cmp.curve_test(t, "cnn", *groups, ACC, max_points=3)
+    assert list(thin.tests["epoch"]) == [1, 3, 5]
+    same = cmp.curve_test(t, "cnn", groups[0], replace(groups[0], epoch=4), ACC)
+    assert same.tests.empty and same.same_runs
+
+
+# -- the Home reading's numbers are the Compare presets' -------------------------------------------------------
+def test_course_study_reads_the_presets_families():
+    runs = [(unet(n, epochs=3, eval_at=(1, 2)), s, "done",
+             {e: {"pixel_acc": 0.9 + 0.01 * s + (0.05 if n == "unet/elu" else 0) + 0.001 * e, "loss": 0.1 + s / 50}
+              for e in (1, 2, 3)}, {}) for n in ("unet/normal", "unet/elu") for s in range(3)]
+    t = tables(*runs)
+    findings = cmp.course_study(t)
+    assert [(f.preset, f.family) for f in findings] == [
+        ("Course: U-Net variants at 200/400/1000", "epoch:1"), ("Course: U-Net variants at 200/400/1000", "epoch:2"),
+        ("Course: U-Net variants at 200/400/1000", "epoch:3"), ("Course: normal 200 vs 1000", "budgets"),
+        ("Course: ELU vs ReLU test loss at 200", "chosen")]
+    opts = cmp.options(t)
+    for f in findings:
+        res = cmp.analyse(t, cmp.resolve(f.preset, opts)[1])
+        mine = res.pairs[res.pairs["family"] == f.family]
+        pd.testing.assert_frame_equal(f.pairs, mine)
