@@ -46,6 +46,24 @@ def train_into(store, cfg: RunConfig, seeds=TINY_SEEDS) -> list[str]:
     return keys
 
 
+def tiny_cnn_page(at, seeds: str = "2", epochs: int = 2):
+    """Set the CNN page (an AppTest) to the sizes of `tiny()`, so it finds the course_bundles runs."""
+    at.text_input(key="cnn_seeds").set_value(seeds)
+    at.number_input(key="cnn_epochs").set_value(epochs)
+    at.number_input(key="cnn_train_per_class").set_value(1)
+    return at.run()
+
+
+def tiny_unet_page(at, seeds: str = "2"):
+    """Set the U-Net page (an AppTest) to the sizes of `tiny()`: budgets 1,2,3 on 4 images of 32 px."""
+    at.text_input(key="unet_seeds").set_value(seeds)
+    at.text_input(key="unet_budgets").set_value("1,2,3")
+    at.number_input(key="unet_n_train").set_value(4)
+    at.number_input(key="unet_image_size").set_value(32)
+    at.number_input(key="unet_batch").set_value(4)
+    return at.run()
+
+
 @pytest.fixture(scope="session")
 def course_bundles(tmp_path_factory) -> Path:
     """A cached_runs/-like folder with cnn.zip and unet.zip: 2 seeds × every registry variant, trained."""

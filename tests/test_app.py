@@ -14,7 +14,7 @@ from dataclasses import replace
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import ROOT, tiny
+from conftest import ROOT, tiny, tiny_cnn_page, tiny_unet_page
 from streamlit.testing.v1 import AppTest
 
 from adlapp import library, live, planning, report
@@ -59,13 +59,6 @@ def assert_curve_spec(spec: dict) -> None:
     assert len(colour["domain"]) == len(colour["range"]) == len(set(colour["range"]))
 
 
-def tiny_cnn(at: AppTest, seeds: str = "2", epochs: int = 2) -> AppTest:
-    at.text_input(key="cnn_seeds").set_value(seeds)
-    at.number_input(key="cnn_epochs").set_value(epochs)
-    at.number_input(key="cnn_train_per_class").set_value(1)
-    return at.run()
-
-
 # -- pages --------------------------------------------------------------------------------------------------
 def test_home_without_bundles_says_so(app_env):
     at = app().run()
@@ -103,7 +96,7 @@ def test_home_opens_course_study_and_skips_a_broken_bundle(app_env, cached_with_
 
 def test_cnn_page_finds_cached_runs_and_trains_nothing(app_env, course_bundles, monkeypatch):
     monkeypatch.setenv("ADLAPP_CACHED_RUNS", str(course_bundles))
-    at = tiny_cnn(page("cnn"))
+    at = tiny_cnn_page(page("cnn"))
     assert not at.exception, at.exception
     plan = at.dataframe[0].value
     assert len(plan) == 6 and set(plan["where"]) == {"finished (cached_runs/)"}
@@ -128,11 +121,7 @@ def test_unet_page_reproduces_the_course_table(app_env, course_bundles, monkeypa
     at = page("unet")
     assert [c.key for c in at.checkbox][:4] == ["unet_v_normal", "unet_v_nearest", "unet_v_elu",
                                                 "unet_v_nearest-elu"]
-    at.text_input(key="unet_seeds").set_value("2")
-    at.text_input(key="unet_budgets").set_value("1,2,3")
-    at.number_input(key="unet_n_train").set_value(4)
-    at.number_input(key="unet_image_size").set_value(32)
-    at.number_input(key="unet_batch").set_value(4).run()
+    tiny_unet_page(at)
     assert not at.exception, at.exception
     assert set(at.dataframe[0].value["where"]) == {"finished (cached_runs/)"}
     spec, data = chart(at)
@@ -206,7 +195,7 @@ def test_failed_and_diverged_runs_show_their_error_and_the_rest_still_plots(app_
                      diverged_epoch=1 if status == "diverged" else None)
     at = page("cnn")
     at.checkbox(key="cnn_v_bn-adam").uncheck()
-    at = tiny_cnn(at, seeds="0,1")
+    at = tiny_cnn_page(at, seeds="0,1")
     assert not at.exception, at.exception
     errors = [e.value for e in at.error]
     assert "cnn/adam seed 1 failed: RuntimeError: boom" in errors
@@ -269,7 +258,7 @@ def only_adam(at: AppTest) -> AppTest:
 
 
 def test_launch_starts_a_real_trainer_and_the_page_shows_its_rows(app_env):
-    at = tiny_cnn(only_adam(page("cnn")), seeds="1")
+    at = tiny_cnn_page(only_adam(page("cnn")), seeds="1")
     assert at.dataframe[0].value["where"].tolist() == ["to train"]
     at.button(key="cnn_train_btn").click().run()
     assert not at.exception, at.exception
@@ -290,7 +279,7 @@ def test_launch_starts_a_real_trainer_and_the_page_shows_its_rows(app_env):
 
 
 def test_cancel_from_the_runs_page_stops_a_real_trainer(app_env):
-    at = tiny_cnn(only_adam(page("cnn")), seeds="1", epochs=500)
+    at = tiny_cnn_page(only_adam(page("cnn")), seeds="1", epochs=500)
     at.button(key="cnn_train_btn").click().run()
     store = RunStore(app_env / "store")
     key = store.runs()["key"].iloc[0]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, tiny, train_into
+from conftest import ROOT, tiny, tiny_cnn_page, tiny_unet_page, train_into
 from streamlit.testing.v1 import AppTest
 
 from adlapp import compare as cmp
@@ -63,18 +63,12 @@ def test_one_colour_per_variant_on_every_page(app_env, course_bundles, monkeypat
     seen["home"] = variant_colours(at)
 
     at.switch_page("pages/cnn.py").run()                               # CNN: live curves of the cached runs
-    at.text_input(key="cnn_seeds").set_value("2")
-    at.number_input(key="cnn_epochs").set_value(2)
-    at.number_input(key="cnn_train_per_class").set_value(1).run()
+    tiny_cnn_page(at)
     assert not at.exception, at.exception
     seen["cnn"] = variant_colours(at)
 
     at.switch_page("pages/unet.py").run()                              # U-Net: the same, at the tiny budgets
-    at.text_input(key="unet_seeds").set_value("2")
-    at.text_input(key="unet_budgets").set_value("1,2,3")
-    at.number_input(key="unet_n_train").set_value(4)
-    at.number_input(key="unet_image_size").set_value(32)
-    at.number_input(key="unet_batch").set_value(4).run()
+    tiny_unet_page(at)
     assert not at.exception, at.exception
     seen["unet"] = variant_colours(at)
 
