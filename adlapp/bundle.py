@@ -463,6 +463,13 @@ def _read_metrics(path: Path, table_name: str, blob: bytearray, rows: int, runs:
         shown = f" {_show(value)}" if show else ""
         return f"{path}: {name}: run {_run_label(key_values[key_idx[row]])}: {field}{shown}"
 
+    def present(column: pa.Array, field: str) -> pa.Array:
+        """`column`, unless a row has no value in it (the first such row is named)."""
+        if column.null_count:
+            row = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
+            raise BundleError(f"{where(row, field, show=False)}: missing")
+        return column
+
     # The other columns' types come from the footer, before their data is read.
     for column, ok in (("epoch", lambda t: pa.types.is_integer(t) or pa.types.is_floating(t)),
                        ("name", _is_text_type),
@@ -473,10 +480,7 @@ def _read_metrics(path: Path, table_name: str, blob: bytearray, rows: int, runs:
                               f"{'text' if column == 'name' else 'numbers'}")
 
     # Epochs: whole numbers from 1 to the run's epochs (tests: one of the run's test epochs).
-    epoch_col = _read_column(pf, "epoch")
-    if epoch_col.null_count:
-        row = int(np.argmax(epoch_col.is_null().to_numpy(zero_copy_only=False)))
-        raise BundleError(f"{where(row, 'epoch', show=False)}: missing")
+    epoch_col = present(_read_column(pf, "epoch"), "epoch")
     raw = epoch_col.to_numpy(zero_copy_only=False) if n else np.zeros(0, np.int64)
     if raw.dtype.kind == "f":
         whole = np.isfinite(raw) & (raw == np.floor(raw)) & (np.abs(raw) <= 2 ** 53)
@@ -508,10 +512,7 @@ def _read_metrics(path: Path, table_name: str, blob: bytearray, rows: int, runs:
                               f"only after epoch(s) {', '.join(map(str, test_epochs[str(key_values[key_idx[row]])]))}")
 
     # Names: short identifiers, checked on the dictionary before any string is expanded.
-    names = _read_column(pf, "name")
-    if names.null_count:
-        row = int(np.argmax(names.is_null().to_numpy(zero_copy_only=False)))
-        raise BundleError(f"{where(row, 'name', show=False)}: missing")
+    names = present(_read_column(pf, "name"), "name")
     name_idx = names.indices.to_numpy(zero_copy_only=False).astype(np.int64) if n else np.zeros(0, np.int64)
     name_values = names.dictionary.to_pylist() if n else []
     used = np.flatnonzero(np.bincount(name_idx, minlength=len(name_values)))
