@@ -20,12 +20,14 @@ nav = st.navigation([st.Page(f, title=t, icon=i, url_path=u, default=(u == "home
 
 with st.sidebar:
     store_path = library.store_dir()
-    st.markdown(f"**Store**: `{store_path.name}/`", help=f"Run store (SQLite): {store_path.resolve()}")
+    st.markdown(f"**Saved runs**: `{store_path.name}/`",
+                help=f"Every run trained here is saved in this folder (the run store): {store_path.resolve()}")
     st.markdown(f"**Training device**: {training_device().label}")
     chosen = {exp: st.session_state.get(f"{exp}_dataset", info.dataset) for exp, info in EXPERIMENT_INFO.items()}
     st.markdown("**Data sets**: " + " · ".join(f"{EXPERIMENT_INFO[e].title} `{d}`" for e, d in chosen.items()))
-    st.number_input("trainer processes (queue concurrency)", min_value=1, max_value=16,
+    st.number_input("runs trained at once", min_value=1, max_value=16,
                     value=ui.concurrency_default(), key="concurrency",
-                    help="How many runs train at once. Default: one per CUDA GPU, else one on CPU "
-                         "(two CPU trainers only fight over the same cores).")
+                    help="How many runs train side by side, each in its own background process (the queue's "
+                         "trainer processes). Default: one per CUDA GPU, else one on CPU (two CPU trainers "
+                         "only fight over the same cores).")
 nav.run()

@@ -18,7 +18,7 @@ from typing import Any, Callable, Literal
 
 __all__ = [
     "CODE_VERSION", "ACTIVATIONS", "UPSAMPLINGS", "OPTIMIZERS", "EXPERIMENTS", "EXPERIMENT_INFO",
-    "ExperimentInfo", "BUILTIN_DATASETS", "COURSE_NAMES", "display_name", "RUN_ONLY_FIELDS",
+    "ExperimentInfo", "BUILTIN_DATASETS", "COURSE_NAMES", "display_name", "custom_name", "RUN_ONLY_FIELDS",
     "training_signature", "ConfigError",
     "ModelConfig", "OptimConfig", "DataConfig", "RunConfig", "VARIANTS", "variant", "variant_label",
     "run_key", "config_to_dict", "config_from_dict", "base_config", "LIMITS", "MAX_SEEDS", "MAX_SEED",
@@ -267,9 +267,40 @@ COURSE_NAMES: dict[str, str] = {
 }
 
 
+_WORDS = {"elu": "ELU", "relu": "ReLU", "gelu": "GELU", "adam": "Adam", "sgd": "SGD",
+          "transpose": "transposed conv", "nearest": "nearest neighbour", "bilinear": "bilinear"}
+
+
 def display_name(variant_label_: str) -> str:
-    """The course report's name of a registry variant ("BN + Adam"), else the label itself."""
-    return COURSE_NAMES.get(variant_label_, variant_label_)
+    """The one name of a variant on every page, chart, table and export: the course report's name of a
+    registry variant ("BN + Adam"), else a readable name of a custom one (`custom_name`), else the label."""
+    return COURSE_NAMES.get(variant_label_) or custom_name(variant_label_) or variant_label_
+
+
+def custom_name(variant_label_: str) -> str | None:
+    """'cnn/bn-relu-sgd-lr0.005' -> 'Custom: BN + SGD, lr 0.005, ReLU'; 'unet/nearest-nobn-elu-adam-lr0.001'
+    -> 'Custom: nearest neighbour, ELU, Adam, lr 0.001'. Reads the labels `variant_label` writes for configs
+    that match no registry variant; None for anything else (a registry name, a label it cannot read)."""
+    exp, _, rest = str(variant_label_).partition("/")
+    body, _, lr = rest.partition("-lr")
+    parts = body.split("-")
+    if exp == "unet" and len(parts) == 4 and parts[0] in UPSAMPLINGS:
+        upsampling, parts = parts[0], parts[1:]
+    elif exp == "cnn" and len(parts) == 3:
+        upsampling = None
+    else:
+        return None
+    bn, act, opt = parts
+    if bn not in ("bn", "nobn") or act not in ACTIVATIONS or opt not in OPTIMIZERS:
+        return None
+    try:
+        lr_text = f"{float(lr):g}" if lr else "0.01"        # `variant_label` leaves out lr 0.01
+    except ValueError:
+        return None
+    if exp == "cnn":
+        return f"Custom: {'BN + ' if bn == 'bn' else ''}{_WORDS[opt]}, lr {lr_text}, {_WORDS[act]}"
+    return (f"Custom: {_WORDS[upsampling]}, {_WORDS[act]}{', BN' if bn == 'bn' else ''}, {_WORDS[opt]}, "
+            f"lr {lr_text}")
 
 
 def variant(name: str) -> RunConfig:

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from adlapp.config import RunConfig, base_config, run_key, training_signature
+from adlapp.devices import DeviceInfo
 
-__all__ = ["Cost", "training_cost", "CONFIRM_ABOVE_S", "ROUGH_SECONDS_PER_EPOCH"]
+__all__ = ["Cost", "training_cost", "device_label", "CONFIRM_ABOVE_S", "ROUGH_SECONDS_PER_EPOCH"]
 
 CONFIRM_ABOVE_S = 10 * 60        # above this, launching asks for a confirmation
 # Measured with scripts/bench_epoch.py on a 2-core CPU (torch 2.14.1, 2 threads) for the base configs:
@@ -110,3 +111,9 @@ def training_cost(requests: list[tuple[RunConfig, int]], runs: pd.DataFrame, epo
 
 def _train_size_default(cfg: RunConfig) -> int:
     return _train_size(base_config(cfg.experiment))
+
+
+def device_label(info: DeviceInfo) -> str:
+    """The run table's device label (adlapp.train.device_name) of the device `info` says a trainer will use:
+    "cpu", "mps" or "cuda (NVIDIA H200)", so that rates are looked up for the machine that will train."""
+    return f"cuda ({info.name})" if info.kind == "cuda" else info.kind

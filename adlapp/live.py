@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from adlapp import report
+from adlapp.config import display_name
 from adlapp.store import ACTIVE, RunStore, RunTables
 
 __all__ = ["LiveTail", "progress", "runs_overview", "OVERVIEW_COLUMNS"]
@@ -95,7 +96,7 @@ def _progress_row(r: dict[str, Any], spe: float | None, now: float) -> dict[str,
     return {"key": r["key"], "variant": r["variant"], "seed": int(r["seed"]), "status": status, "epoch": k,
             "epochs": n, "fraction": min(1.0, k / n) if n else 0.0, "sec_per_epoch": spe, "eta_s": eta,
             "duration_s": duration,
-            "text": report.progress_line(r["variant"], int(r["seed"]), status, k, n, spe, eta)}
+            "text": report.progress_line(display_name(r["variant"]), int(r["seed"]), status, k, n, spe, eta)}
 
 
 def _seconds_per_epoch(epochs: pd.DataFrame) -> dict[str, float]:

@@ -10,16 +10,19 @@ where the data set name comes from `resolve_dataset` (a built-in set of the expe
 layout `adlapp.folder_layout` has checked). `make_requests` runs that path for every variant a CNN or U-Net
 page asks for and pairs the configs with the seeds (or returns every reason the choice is invalid); the CLI's
 `train` runs it for its one variant. `plan` then says for each (config, seed) whether a finished run exists
-(in the store or in a cached_runs/ bundle), is being trained, or is missing; only the missing ones are ever
-submitted, so loading never retrains.
+(in the store or in a cached_runs/ bundle; its own, or a longer run of the same training scored at every epoch
+asked for), is being trained, or is missing, and where a missing one resumes; only the missing ones are ever
+submitted, so loading never retrains. `served_tables` cuts the serving runs' rows to what was asked for.
 
 This module imports neither torch nor streamlit.
 """
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -31,16 +34,19 @@ from adlapp.config import (
     ConfigError,
     RunConfig,
     base_config,
+    display_name,
     parse_seeds,
     run_key,
+    training_signature,
     variant_label,
 )
 from adlapp.folder_layout import check_dataset_folder
-from adlapp.store import ACTIVE, FINISHED
+from adlapp.store import ACTIVE, FINISHED, RESUMABLE, RunTables
 
 __all__ = ["Request", "PLACES", "Toggles", "Sizes", "StudyChoice", "registry_names", "variant_config",
            "resolve_dataset", "configure", "parse_seeds", "parse_budgets", "make_requests", "plan",
-           "missing_requests"]
+           "missing_requests", "PLAN_COLUMNS", "CHECKPOINT_FILE", "resumed_epochs", "served_tables", "study_seeds",
+           "seeds_text"]
 
 Request = tuple[RunConfig, int]                                  # (config, seed): one run asked for
 # Where a requested run is (see `plan`): finished in the store, finished in a cached_runs/ bundle, queued or
@@ -204,15 +210,56 @@ def _budgets(choice: StudyChoice) -> tuple[list[int], list[str]]:
 
 
 def _size_errors(choice: StudyChoice) -> list[str]:
-    """Sizes below 1, in the page's words (upper bounds are the config's, reported by `configure`)."""
+    """Sizes out of bounds and learning rates that are not positive, in the page's words. A page's number
+    field may hold any typed value (the browser keeps a field's last valid value when a typed one is out of
+    its min/max, so the pages set no bounds and every check is here); `configure` still checks everything."""
     errors = []
     if not choice.budgets and choice.epochs is not None and choice.epochs < 1:
         errors.append(f"Epochs = {choice.epochs}: train for at least 1 epoch.")
-    for name, value in (("Batch size", choice.batch_size), ("Training images per class", choice.train_per_class),
-                        ("Training images", choice.n_train)):
-        if value is not None and value < 1:
-            errors.append(f"{name} = {value}: must be at least 1.")
+    if not choice.budgets and choice.epochs is not None and choice.epochs > LIMITS["epochs"]:
+        errors.append(f"Epochs = {choice.epochs:,}: at most {LIMITS['epochs']:,} epochs.")
+    for name, value, limit in (("Batch size", choice.batch_size, "batch_size"),
+                               ("Training images per class", choice.train_per_class, "train_per_class"),
+                               ("Training images", choice.n_train, "n_train"),
+                               ("Image size", choice.image_size, "image_size")):
+        if value is not None and not 1 <= value <= LIMITS[limit]:
+            errors.append(f"{name} = {value:,}: must be from 1 to {LIMITS[limit]:,}.")
+    for toggles in (choice.common, *choice.custom):
+        lr = toggles.lr
+        if lr is not None and (not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0):
+            errors.append(f"Learning rate = {lr:g}: must be a positive number, e.g. 0.01.")
+            break
     return errors
+
+
+# -- the seeds a study already has --------------------------------------------------------------------------
+def study_seeds(experiment: str, runs: pd.DataFrame) -> list[int]:
+    """Seeds of the study in `runs` (e.g. cached_runs/'s run rows): the seeds every registry variant of the
+    experiment has a finished run of; the seeds any of them has when none is shared; [] when none."""
+    if not len(runs) or not {"variant", "seed", "status"} <= set(runs.columns):
+        return []
+    names = registry_names(experiment)
+    done = runs[runs["variant"].isin(names) & runs["status"].isin(FINISHED)]
+    per_variant = [set(g.astype(int)) for _, g in done.groupby("variant")["seed"]]
+    if not per_variant:
+        return []
+    shared = set.intersection(*per_variant) if len(per_variant) == len(names) else set()
+    return sorted(shared or set.union(*per_variant))
+
+
+def seeds_text(seeds: list[int]) -> str:
+    """What to type for `seeds` so that parse_seeds reads them back: '5' for 0-4, '0-2,7', '7,' for seed 7."""
+    seeds = sorted(seeds)
+    if seeds == list(range(len(seeds))) and len(seeds) > 1:
+        return str(len(seeds))
+    spans: list[list[int]] = []
+    for s in seeds:
+        if spans and s == spans[-1][1] + 1:
+            spans[-1][1] = s
+        else:
+            spans.append([s, s])
+    text = ",".join(f"{a}-{b}" if b > a else str(a) for a, b in spans)
+    return text + ("," if len(spans) == 1 and spans[0][0] == spans[0][1] else "")
 
 
 def _dataset(choice: StudyChoice) -> tuple[str | None, list[str]]:
@@ -249,31 +296,65 @@ def _sizes(choice: StudyChoice, budgets: list[int]) -> Sizes:
 
 
 # -- where each requested run is ----------------------------------------------------------------------------
-def plan(requests: list[Request], store_runs: pd.DataFrame, cached_runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per request: key, variant, seed, epochs, where (one of PLACES), status.
+# The columns of `plan`: the request's own key, variant (display name), seed and epochs; where its result is
+# (PLACES) and that run's status; `run`, the key of the run that serves it (the request's own key, or a
+# longer run of the same training whose test epochs cover the ones asked for), with that run's epochs and
+# test epochs; `resume_from`, the epoch a run to train continues from (its checkpoint), 0 when it starts anew.
+PLAN_COLUMNS = ["key", "variant", "seed", "epochs", "test_epochs", "where", "status", "run", "run_epochs",
+                "run_test_epochs", "resume_from"]
+CHECKPOINT_FILE = "last.pt"        # adlapp.train's checkpoint in RunStore.checkpoint_dir(key), read without torch
+
+
+def plan(requests: list[Request], store_runs: pd.DataFrame, cached_runs: pd.DataFrame,
+         has_checkpoint: Callable[[str], bool] | None = None) -> pd.DataFrame:
+    """One row per request (PLAN_COLUMNS): where its result is, which run serves it, where training resumes.
 
     where: "store" (finished in the store), "cached" (finished in a cached_runs/ bundle), "training" (queued
-    or running in the store), "missing" (nothing usable: never run, or failed / cancelled / interrupted —
-    training it again resumes from a checkpoint where there is one). Finished means store.FINISHED: a
-    diverged run is a result, not a reason to retrain.
+    or running in the store), "missing" (nothing usable: never run, or failed / cancelled / interrupted).
+    Finished means store.FINISHED: a diverged run is a result, not a reason to retrain.
+
+    A request is served by its own run (same key), else by any finished run of the same training
+    (config.training_signature) and seed whose test epochs include every epoch asked for: the 1000-epoch run
+    scored after 200, 400 and 1000 epochs serves budgets "200,1000", "1000" or "400" (the run key hashes
+    `eval_at`, so those are other keys). The store is preferred to cached_runs/, and of several runs the
+    shortest. A run queued or running that would serve it makes it "training".
+
+    A missing request whose own run is resumable (store.RESUMABLE) with a checkpoint file
+    (`has_checkpoint(key)`; the pages pass a file test, so no torch is needed) resumes from it:
+    `resume_from` is the run's last recorded epoch, where the trainer picks up (the checkpoint may be a few
+    epochs behind; those are replayed from its history, not retrained).
     """
-    store_status = _status_by_key(store_runs)
-    cached_status = _status_by_key(cached_runs)
-    rows = []
+    store_rows, cached_rows = _rows_by_key(store_runs), _rows_by_key(cached_runs)
+    seeds = {int(s) for _, s in requests}
+    store_index, cached_index = _serving_index(store_runs, seeds), _serving_index(cached_runs, seeds)
+    out = []
     for cfg, seed in requests:
         key = run_key(cfg, seed)
-        status, cached = store_status.get(key), cached_status.get(key)
-        if status in FINISHED:
-            where = "store"
-        elif cached in FINISHED:
-            where, status = "cached", cached
-        elif status in ACTIVE:
-            where = "training"
+        own, own_cached = store_rows.get(key, {}), cached_rows.get(key, {})
+        wanted, sig = set(cfg.test_epochs), (training_signature(cfg), int(seed))
+        serving = None
+        if own.get("status") in FINISHED:
+            serving = ("store", key, own.get("status"), cfg.epochs, cfg.test_epochs)
+        elif own_cached.get("status") in FINISHED:
+            serving = ("cached", key, own_cached.get("status"), cfg.epochs, cfg.test_epochs)
         else:
-            where = "missing"
-        rows.append({"key": key, "variant": variant_label(cfg), "seed": int(seed), "epochs": cfg.epochs,
-                     "where": where, "status": status or ""})
-    return pd.DataFrame(rows, columns=["key", "variant", "seed", "epochs", "where", "status"])
+            serving = (_covering(store_index.get(sig, ()), wanted, FINISHED, "store")
+                       or _covering(cached_index.get(sig, ()), wanted, FINISHED, "cached"))
+        if serving is None and own.get("status") in ACTIVE:
+            serving = ("training", key, own.get("status"), cfg.epochs, cfg.test_epochs)
+        serving = serving or _covering(store_index.get(sig, ()), wanted, ACTIVE, "training")
+        resume = 0
+        if serving is None:
+            status = own.get("status")
+            if status in RESUMABLE and has_checkpoint is not None and has_checkpoint(key):
+                resume = int(own.get("last_epoch") or 0)
+            serving = ("missing", key, status, cfg.epochs, cfg.test_epochs)
+        where, run, status, run_epochs, run_tests = serving
+        out.append({"key": key, "variant": display_name(variant_label(cfg)), "seed": int(seed),
+                    "epochs": cfg.epochs, "test_epochs": cfg.test_epochs, "where": where, "status": status or "",
+                    "run": run, "run_epochs": int(run_epochs), "run_test_epochs": tuple(run_tests),
+                    "resume_from": resume})
+    return pd.DataFrame(out, columns=PLAN_COLUMNS)
 
 
 def missing_requests(requests: list[Request], planned: pd.DataFrame) -> list[Request]:
@@ -282,8 +363,64 @@ def missing_requests(requests: list[Request], planned: pd.DataFrame) -> list[Req
     return [(cfg, s) for cfg, s in requests if run_key(cfg, s) in missing]
 
 
-def _status_by_key(runs: pd.DataFrame) -> dict[str, str]:
-    return dict(zip(runs["key"], runs["status"], strict=True)) if len(runs) else {}
+def resumed_epochs(planned: pd.DataFrame) -> dict[str, int]:
+    """run key -> epochs a run to train already has in its checkpoint (for adlapp.estimate.training_cost)."""
+    rows = planned[(planned["where"] == "missing") & (planned["resume_from"] > 0)]
+    return {k: int(e) for k, e in zip(rows["key"], rows["resume_from"], strict=True)}
+
+
+def served_tables(tables: RunTables, planned: pd.DataFrame) -> RunTables:
+    """What the planned requests show: the serving runs' rows, each cut to its request. A 1000-epoch run that
+    serves budgets "200,400" shows its first 400 epochs, its test scores after 200 and 400 epochs, and 400 as
+    its length, so the curves and tables of a page show the budgets asked for."""
+    limit = {r: int(e) for r, e in zip(planned["run"], planned["epochs"], strict=True)}
+    asked = {r: set(t) for r, t in zip(planned["run"], planned["test_epochs"], strict=True)}
+    runs = tables.runs[tables.runs["key"].isin(limit)].copy()
+    runs["epochs"] = [min(int(e), limit[k]) for k, e in zip(runs["key"], runs["epochs"], strict=True)]
+    if "last_epoch" in runs:
+        runs["last_epoch"] = [min(int(e or 0), limit[k])
+                              for k, e in zip(runs["key"], runs["last_epoch"].fillna(0), strict=True)]
+    ep = tables.epochs[tables.epochs["key"].isin(limit)]
+    ep = ep[ep["epoch"].astype(int) <= ep["key"].map(limit)]
+    te = tables.tests[tables.tests["key"].isin(limit)]
+    te = te[[int(e) in asked[k] for k, e in zip(te["key"], te["epoch"], strict=True)]]
+    return RunTables(runs.reset_index(drop=True), ep.reset_index(drop=True), te.reset_index(drop=True))
+
+
+def _rows_by_key(runs: pd.DataFrame) -> dict[str, dict]:
+    if not len(runs):
+        return {}
+    cols = [c for c in ("key", "status", "last_epoch") if c in runs]
+    return {r["key"]: r for r in runs[cols].to_dict("records")}
+
+
+def _serving_index(runs: pd.DataFrame, seeds: set[int]) -> dict[tuple[str, int], list[tuple]]:
+    """(training signature, seed) -> [(key, status, epochs, test epochs)] of the finished or active runs of the
+    requested seeds, shortest first. Rows without a readable config serve nothing."""
+    if not len(runs) or not {"config", "seed", "status"} <= set(runs.columns):
+        return {}
+    rows = runs[runs["status"].isin(FINISHED + ACTIVE) & runs["seed"].isin(list(seeds))]
+    index: dict[tuple[str, int], list[tuple]] = {}
+    for r in rows[["key", "status", "seed", "config"]].to_dict("records"):
+        try:
+            raw = json.loads(r["config"])
+            epochs = int(raw["epochs"])
+            tests = tuple(sorted({int(e) for e in raw.get("eval_at", ()) if 0 < int(e) < epochs} | {epochs}))
+        except (TypeError, ValueError, KeyError):
+            continue
+        index.setdefault((training_signature(raw), int(r["seed"])), []).append((r["key"], r["status"], epochs,
+                                                                               tests))
+    for found in index.values():
+        found.sort(key=lambda t: t[2])
+    return index
+
+
+def _covering(found, wanted: set[int], statuses: tuple[str, ...], where: str) -> tuple | None:
+    """The first run of `found` with one of `statuses` whose test epochs include every epoch in `wanted`."""
+    for key, status, epochs, tests in found:
+        if status in statuses and wanted <= set(tests):
+            return where, key, status, epochs, tests
+    return None
 
 
 def _given(**values: Any) -> dict[str, Any]:

@@ -610,23 +610,89 @@ def _claim(f: cmp.Finding) -> list[str]:
 
 
 # -- runs, plans and progress --------------------------------------------------------------------------------
-# Words about runs: the plan of a study, a run's progress line, a run's label in pickers. Numbers come from
-# adlapp.planning and adlapp.live.
-__all__ += ["plan_summary", "progress_line", "run_label"]
+# Words about runs: the plan of a study, what training it costs, a run's progress line, a run's label in
+# pickers. Numbers come from adlapp.planning, adlapp.estimate and adlapp.live.
+__all__ += ["PLACE_WORDS", "plan_summary", "plan_detail", "seeds_echo", "about", "device_words", "cost_sentence",
+            "confirm_label", "progress_line", "run_label"]
+
+# adlapp.planning.PLACES in a student's words: where a requested run's result comes from.
+PLACE_WORDS = {"store": "done (trained here)", "cached": "done (shipped with the app)",
+               "training": "training or waiting", "missing": "to train"}
 
 
 def plan_summary(planned) -> str:
-    """'9 run(s): 3 finished in the store, 3 in cached_runs/, 1 training or queued, 2 to train.' for the
-    frame adlapp.planning.plan returns (its `where` column)."""
+    """'9 run(s): 3 trained here, 3 shipped with the app, 1 training or waiting, 2 to train.' for the frame
+    adlapp.planning.plan returns (its `where` column)."""
     counts = planned["where"].value_counts()
-    parts = [f"{counts.get('store', 0)} finished in the store", f"{counts.get('cached', 0)} in cached_runs/",
-             f"{counts.get('training', 0)} training or queued", f"{counts.get('missing', 0)} to train"]
+    parts = [f"{counts.get('store', 0)} trained here", f"{counts.get('cached', 0)} shipped with the app",
+             f"{counts.get('training', 0)} training or waiting", f"{counts.get('missing', 0)} to train"]
     return f"{len(planned)} run(s): " + ", ".join(parts) + "."
+
+
+def plan_detail(row: dict) -> str:
+    """The plan table's "details" of one row of adlapp.planning.plan: which run serves a request when it is
+    not the run asked for, and where a run to train resumes."""
+    run, key = str(row.get("run") or ""), str(row.get("key") or "")
+    resume = int(row.get("resume_from") or 0)
+    if row.get("where") == "missing":
+        if resume:
+            return f"resumes from its checkpoint (epoch {resume} of {int(row['epochs'])} recorded)"
+        if row.get("status") in RESUMABLE:
+            return f"{row['status']} before its first checkpoint: starts again from epoch 1"
+        return ""
+    if run and run != key:
+        scored = ", ".join(str(e) for e in row.get("run_test_epochs") or ())
+        return (f"uses the {int(row['run_epochs']):,}-epoch run {run[:8]}"
+                + (f" (test-scored after epochs {scored})" if scored else ""))
+    return ""
+
+
+def seeds_echo(seeds: Sequence[int]) -> str:
+    """'→ 3 seeds: 0, 1, 2' (or '→ 1 seed: 7', '→ 10 seeds: 0-9'): what a typed seed field means."""
+    seeds = list(seeds)
+    listed = ", ".join(map(str, seeds)) if len(seeds) <= 6 else seed_ranges(seeds)
+    return f"→ {plural(len(seeds), 'seed')}: {listed}"
+
+
+def about(seconds: float) -> str:
+    """A rough duration: '≈ 40 s', '≈ 70 min', '≈ 3.5 h'."""
+    if not math.isfinite(seconds) or seconds < 90:
+        return f"≈ {max(1, round(seconds)) if math.isfinite(seconds) else '?'} s"
+    if seconds < 90 * 60:
+        return f"≈ {round(seconds / 60)} min"
+    return f"≈ {seconds / 3600:.1f} h"
+
+
+def device_words(device: str) -> str:
+    """The run table's device label as a student reads it: 'cpu' -> 'this CPU', 'cuda (NVIDIA H200)' ->
+    'this GPU (NVIDIA H200)'."""
+    if device.startswith("cuda"):
+        name = device[device.find("(") + 1:-1] if "(" in device else ""
+        return f"this GPU ({name})" if name else "this GPU"
+    if device == "mps":
+        return "this Mac's GPU"
+    return "this CPU"
+
+
+def cost_sentence(cost, device: str = "cpu") -> str:
+    """'Training 14 runs × 1,000 epochs takes ≈ 70 min on this CPU.' for an adlapp.estimate.Cost; runs that
+    resume train fewer epochs, which reads '14 runs, 9,400 epochs in all'."""
+    if not cost.runs:
+        return "Nothing to train."
+    each = cost.epochs // cost.runs if cost.epochs % cost.runs == 0 else None
+    size = (f"{plural(cost.runs, 'run')} × {each:,} epoch{'' if each == 1 else 's'}" if each is not None
+            else f"{plural(cost.runs, 'run')}, {cost.epochs:,} epochs in all")
+    return f"Training {size} takes {about(cost.seconds)} on {device_words(device)}."
+
+
+def confirm_label(cost) -> str:
+    """The tick box that stands between a long training and its button: 'I understand this takes ≈ 70 min'."""
+    return f"I understand this takes {about(cost.seconds)}"
 
 
 def progress_line(variant: str, seed: int, status: str, epoch: int, epochs: int,
                   sec_per_epoch: float | None = None, eta_s: float | None = None) -> str:
-    """'cnn/adam seed 0: running, epoch 4 of 10, 2.00 s/epoch, ETA 12 s' (the ETA only while running)."""
+    """'Adam seed 0: running, epoch 4 of 10, 2.00 s/epoch, ETA 12 s' (the ETA only while running)."""
     text = f"{variant} seed {seed}: {status}, epoch {epoch} of {epochs}"
     if sec_per_epoch is not None:
         text += f", {sec_per_epoch:.2f} s/epoch"

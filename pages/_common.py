@@ -9,8 +9,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from adlapp import charts, compare, library, live, metrics, planning, report
+from adlapp import charts, compare, estimate, library, live, metrics, planning, report
 from adlapp.config import display_name
+from adlapp.devices import training_device
 from adlapp.jobs import Backend, LocalProcessBackend, default_concurrency
 from adlapp.store import ACTIVE, ERROR_STATUSES, RunStore, RunTables
 
@@ -47,10 +48,19 @@ _leave_legacy_pages_mode()     # runs once per process, on the first import (fro
 KEEP = {"persist_state": "session", "bind": "query-params"}
 POLL_S = 1.0          # live view refresh: one cheap incremental query per tick, so ≤ ~1-2 s behind
 BANDS = {"min/max over seeds": "minmax", "mean ± 1 sd (ddof=1)": "sd", "no band": "none"}
-WHERE = {"store": "finished (store)", "cached": "finished (cached_runs/)", "training": "training / queued",
-         "missing": "to train"}                   # planning.PLACES, in the page's words
-DEFAULT_SEEDS = "3"   # the seed box's default: seeds 0, 1, 2
-SEEDS_LABEL = "seeds: a count (3), a list (0,1,2) or a range (0-4)"
+WHERE = report.PLACE_WORDS                        # planning.PLACES, in the page's words
+DEFAULT_SEEDS = "3"   # the seed box's default when nothing is cached: seeds 0, 1, 2
+SEEDS_LABEL = "seeds: how many (3 means seeds 0, 1, 2) or which ones (0,5,7 or 0-4)"
+SEEDS_HELP = ("One number alone is a **count**: 3 trains seeds 0, 1 and 2 (so 1 is seed 0, and 0 is not "
+              "allowed). A list (0,5,7) or a range (0-4) names the seeds themselves; one particular seed is "
+              "written with a comma: 7, is seed 7. Each seed is one training run of every variant.")
+PLAN_HELP = {"where": "done (trained here): finished on this computer, saved in the app's run store. "
+                      "done (shipped with the app): finished runs that came with the app (cached_runs/). "
+                      "to train: nothing usable yet; the Train button trains these, and only these.",
+             "details": "Which run a row's numbers come from when it is not the run asked for, e.g. a longer "
+                        "run of the same training that was also test-scored at the epochs asked for; and where "
+                        "a run that stopped early continues from.",
+             "key": "The run's id: a hash of its settings and seed."}
 
 
 @st.cache_resource(show_spinner=False)
@@ -101,6 +111,26 @@ def chart_options(prefix: str) -> dict:
                                          **KEEP)}
 
 
+def default_seeds(experiment: str) -> str:
+    """The seed box's default: the seeds the shipped study (cached_runs/) has for this experiment, so that a
+    page opened untouched shows the same numbers as Home and Compare; "3" when nothing is shipped."""
+    seeds = planning.study_seeds(experiment, cached().tables.runs)
+    return planning.seeds_text(seeds) if seeds else DEFAULT_SEEDS
+
+
+def seeds_input(experiment: str) -> str:
+    """The seeds field, with a caption under it that says which seeds the text means."""
+    text = st.text_input(SEEDS_LABEL, value=default_seeds(experiment), key=f"{experiment}_seeds",
+                         help=SEEDS_HELP, **KEEP)
+    seeds, problem = planning.parse_seeds(text)
+    if not problem:
+        shipped = [s for s in planning.study_seeds(experiment, cached().tables.runs) if s not in seeds]
+        more = (f" — the shipped study also has seed(s) {report.seed_ranges(shipped)}; type "
+                f"{planning.seeds_text(sorted(set(seeds) | set(shipped)))} to include them") if shipped else ""
+        st.caption(report.seeds_echo(seeds) + more)
+    return text
+
+
 def variant_checkboxes(experiment: str) -> list[str]:
     """One checkbox per registry variant of the experiment, all ticked by default; the ticked names."""
     return [n for n in planning.registry_names(experiment)
@@ -109,77 +139,130 @@ def variant_checkboxes(experiment: str) -> list[str]:
 
 
 def launch_or_load(choice: planning.StudyChoice, extra=None) -> None:
-    """The shared tail of the CNN and U-Net pages: validate, show what exists, train what is missing, watch."""
+    """The shared tail of the CNN and U-Net pages: validate, show what exists and what training the rest costs,
+    train what is missing, watch. Everything below the choices is one fragment that polls the store while any
+    planned run trains, so the plan, its summary and the Train button change with the runs, not only the
+    progress bars and the chart."""
+    prefix = choice.experiment
     requests, errors = planning.make_requests(choice)
     for e in errors:
         st.error(e)
     if errors:
+        st.button("Train missing runs", key=f"{prefix}_train_btn", type="primary", disabled=True,
+                  help="Fix the choices marked in red above first: nothing is trained from an invalid choice.")
         st.stop()
     cache = cached()
-    planned = make_plan(requests, cache)
-    show_plan(planned)
-    if train_button(choice.experiment, requests, planned):
-        planned = make_plan(requests, cache)
-    live_results(choice.experiment, choice.experiment, planned, cache, extra=extra)
+    first = make_plan(requests, cache)
+    active = bool(first["where"].eq("training").any())
+    queued = st.session_state.pop(f"{prefix}_queued_msg", None)
+    if queued:
+        st.success(queued)
+
+    @st.fragment(run_every=POLL_S if active else None)
+    def study() -> None:
+        planned = first if st.session_state.get(f"{prefix}_fresh_plan") else make_plan(requests, cache)
+        st.session_state[f"{prefix}_fresh_plan"] = False
+        show_plan(planned)
+        if train_controls(prefix, requests, planned, cache):
+            st.rerun()            # the whole page, so that this fragment starts polling
+        still = live_results(prefix, choice.experiment, planned, cache, extra=extra)
+        if active and not still:
+            st.rerun()            # everything finished: redraw the page once, which also stops the polling
+
+    st.session_state[f"{prefix}_fresh_plan"] = True     # the first run of the fragment reuses `first`
+    study()
 
 
 def show_plan(planned: pd.DataFrame) -> None:
     st.caption(report.plan_summary(planned))
-    view = planned.assign(where=planned["where"].map(WHERE))
-    view = view[["variant", "seed", "epochs", "where", "status", "key"]]
-    st.dataframe(view, hide_index=True, height=min(38 + 35 * len(view), 300))
+    view = pd.DataFrame({"variant": planned["variant"], "seed": planned["seed"], "epochs": planned["epochs"],
+                         "where": planned["where"].map(WHERE), "status": planned["status"],
+                         "details": [report.plan_detail(r) for r in planned.to_dict("records")],
+                         "key": planned["key"]})
+    config = {c: st.column_config.TextColumn(c, help=h) for c, h in PLAN_HELP.items()}
+    st.dataframe(view, hide_index=True, height=min(38 + 35 * len(view), 300), column_config=config)
 
 
 def make_plan(requests: list[planning.Request], cache: library.CachedRuns) -> pd.DataFrame:
     s = store()
     s.mark_stale()                 # a trainer that died must not look like it is still running
-    return planning.plan(requests, s.runs(), cache.tables.runs)
+    return planning.plan(requests, s.runs(), cache.tables.runs,
+                         has_checkpoint=lambda key: (s.checkpoint_dir(key) / planning.CHECKPOINT_FILE).is_file())
 
 
-def train_button(prefix: str, requests: list, planned: pd.DataFrame) -> bool:
-    """'Train missing runs' submits only the runs the plan marks missing; nothing else is ever retrained.
-    Returns True when it queued something (the caller re-plans)."""
+@st.cache_data(show_spinner=False, max_entries=8)
+def _recorded_seconds(path: str, keys: tuple[str, ...]) -> pd.DataFrame:
+    rows, _ = _store(path).epoch_metrics(list(keys))
+    return rows[rows["name"] == "seconds"].reset_index(drop=True)
+
+
+def training_cost(missing: list[planning.Request], cache: library.CachedRuns,
+                  planned: pd.DataFrame | None = None) -> tuple[estimate.Cost, str]:
+    """What training `missing` costs on this machine, from the seconds per epoch recorded in the store and in
+    cached_runs/ (runs in `planned` that resume count only their remaining epochs); and the device label the
+    trainer will record. Pair with report.cost_sentence(cost, device)."""
+    device = estimate.device_label(training_device())
+    runs = store().runs(status="done")
+    secs = _recorded_seconds(str(library.store_dir()), tuple(sorted(runs["key"]))) if len(runs) else None
+    tables = RunTables.concat([RunTables(runs, secs if secs is not None else RunTables.empty().epochs,
+                                         RunTables.empty().tests), cache.tables])
+    cost = estimate.training_cost(missing, tables.runs, tables.epochs, device, parallel=backend().concurrency,
+                                  done_epochs=planning.resumed_epochs(planned) if planned is not None else None)
+    return cost, device
+
+
+def train_controls(prefix: str, requests: list, planned: pd.DataFrame, cache: library.CachedRuns) -> bool:
+    """What training the missing runs costs, a confirmation above estimate.CONFIRM_ABOVE_S, and 'Train missing
+    runs', which submits only the runs the plan marks missing: nothing else is ever retrained. While runs of the
+    plan train and none is missing, the button says so and is disabled. True when it queued something."""
     missing = planning.missing_requests(requests, planned)
-    label = "Train missing runs" + (f" ({len(missing)})" if missing else ": none missing")
-    if not st.button(label, key=f"{prefix}_train_btn", type="primary", disabled=not missing):
+    training = int(planned["where"].eq("training").sum())
+    if not missing:
+        label = (f"Training {training} run(s)… (progress below)" if training
+                 else "Train missing runs: none missing")
+        st.button(label, key=f"{prefix}_train_btn", type="primary", disabled=True)
+        return False
+    cost, device = training_cost(missing, cache, planned)
+    st.caption(report.cost_sentence(cost, device), help=f"Estimated from {cost.basis}.")
+    ok = True
+    if cost.needs_confirmation:
+        ok = st.checkbox(report.confirm_label(cost), key=f"{prefix}_confirm_{len(missing)}_{round(cost.seconds)}")
+    label = f"Train missing runs ({len(missing)})"
+    if training:
+        st.caption(f"{training} run(s) of this study are training already; this adds the {len(missing)} missing.")
+    if not st.button(label, key=f"{prefix}_train_btn", type="primary", disabled=not ok,
+                     help=None if ok else "Tick the box above first: this training takes a while."):
         return False
     jobs = backend()
     sub = jobs.submit(missing, command=f"app:{prefix}")
-    st.success(f"Queued {len(sub.queued)} run(s); {jobs.concurrency} trainer process(es) work the queue. "
-               "They keep going if you switch pages or close the tab; cancel them on the Runs page.")
+    st.session_state[f"{prefix}_queued_msg"] = (
+        f"Queued {len(sub.queued)} run(s); {jobs.concurrency} trainer process(es) work the queue. They keep going "
+        "if you switch pages or close the tab; cancel them on the Runs page.")
     return True
 
 
 def live_results(prefix: str, experiment: str, planned: pd.DataFrame, cache: library.CachedRuns,
-                 extra=None) -> None:
-    """Curves, progress and test metrics of the planned runs, refreshed in place while any of them trains."""
-    keys = sorted(planned.loc[planned["where"] != "cached", "key"])
-    from_cache = cache.tables.select(set(planned.loc[planned["where"] == "cached", "key"]))
+                 extra=None) -> bool:
+    """Curves, progress and test metrics of the runs that serve the plan, each cut to what was asked for (a
+    longer run shows only the epochs and test budgets requested). True while any of them is queued or running."""
+    keys = sorted(set(planned.loc[planned["where"] != "cached", "run"]))
+    from_cache = cache.tables.select(set(planned.loc[planned["where"] == "cached", "run"]))
     tail = st.session_state.get(f"{prefix}_tail")
     if tail is None or tail.keys != keys:
         tail = st.session_state[f"{prefix}_tail"] = live.LiveTail(store(), keys)
     opts = chart_options(prefix)
-    active = bool(planned["where"].eq("training").any())
     if planned["status"].eq("queued").any() and not backend().live_workers():
         st.warning("Some of these runs are queued but no trainer process is running; start one on the Runs page.")
-
-    @st.fragment(run_every=POLL_S if active else None)
-    def refresh() -> None:
-        if active:
-            store().mark_stale()
-        tail.poll()
-        mine = tail.tables()
-        tables = RunTables.concat([mine, from_cache])
-        now_active = mine.runs[mine.runs["status"].isin(ACTIVE)]
-        if len(now_active):
-            show_progress(live.progress(now_active, tail.frame))
-        render_results(prefix, experiment, tables, opts)
-        if extra:
-            extra(tables)
-        if active and now_active.empty:
-            st.rerun()            # everything finished: redraw the page once, which also stops the polling
-
-    refresh()
+    tail.poll()
+    mine = tail.tables()
+    tables = planning.served_tables(RunTables.concat([mine, from_cache]), planned)
+    now_active = mine.runs[mine.runs["status"].isin(ACTIVE)]
+    if len(now_active):
+        show_progress(live.progress(now_active, tail.frame))
+    render_results(prefix, experiment, tables, opts)
+    if extra:
+        extra(tables)
+    return bool(len(now_active))
 
 
 def show_progress(prog: pd.DataFrame, limit: int = 12) -> None:
@@ -201,7 +284,8 @@ def render_results(prefix: str, experiment: str, tables: RunTables, opts: dict) 
         st.caption(note)
     errors = tables.runs[tables.runs["status"].isin(ERROR_STATUSES) & tables.runs["error"].notna()]
     for r in errors.to_dict("records"):
-        st.error(f"{r['variant']} seed {int(r['seed'])} {r['status']}: {str(r['error']).splitlines()[0]}")
+        st.error(f"{display_name(r['variant'])} seed {int(r['seed'])} {r['status']}: "
+                 f"{str(r['error']).splitlines()[0]}")
     table = report.test_table(compare.test_summary(tables, metrics.test_metrics(experiment)), experiment)
     if len(table):
         st.markdown("**Test metrics** — mean ± sd over seeds (ddof=1), n seeds, every seed's value; ★ best")

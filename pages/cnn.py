@@ -21,21 +21,21 @@ with left:
         custom = Toggles(batchnorm=st.toggle("batch-norm", key="cnn_custom_bn", **ui.KEEP),
                          optimizer=st.selectbox("optimizer", OPTIMIZERS, key="cnn_custom_opt", **ui.KEEP))
 with right:
-    lr = st.number_input("learning rate (all variants)", min_value=0.0, value=BASE.optim.lr, step=0.001,
-                         format="%g", key="cnn_lr", **ui.KEEP)
+    lr = st.number_input("learning rate (all variants)", value=BASE.optim.lr, step=0.001, format="%g", key="cnn_lr",
+                         help="A positive number, e.g. 0.01 (the course's).", **ui.KEEP)
     activation = st.selectbox("activation", ACTIVATIONS, index=ACTIVATIONS.index(BASE.model.activation),
                               key="cnn_activation", **ui.KEEP)
-    seeds_text = st.text_input(ui.SEEDS_LABEL, value=ui.DEFAULT_SEEDS, key="cnn_seeds", **ui.KEEP)
-    epochs = st.number_input("epochs", min_value=0, max_value=LIMITS["epochs"], value=BASE.epochs, step=10,
-                             key="cnn_epochs", **ui.KEEP)
+    seeds_text = ui.seeds_input("cnn")
+    epochs = st.number_input("epochs", value=BASE.epochs, step=10, key="cnn_epochs",
+                             help=f"From 1 to {LIMITS['epochs']:,}.", **ui.KEEP)
     dataset = st.text_input(f"data set: {DATASET}, or a folder ROOT/{{train,valid,test}}/<class>/*.png",
                             value=DATASET, key="cnn_dataset", **ui.KEEP)
     with st.expander("Advanced: training-set size and batch size"):
-        per_class = st.number_input(f"{DATASET}: training images per class", min_value=1,
-                                    max_value=LIMITS["train_per_class"], value=BASE.data.train_per_class,
-                                    key="cnn_train_per_class", **ui.KEEP)
-        batch = st.number_input("batch size", min_value=1, max_value=LIMITS["batch_size"], value=BASE.batch_size,
-                                key="cnn_batch", **ui.KEEP)
+        per_class = st.number_input(f"{DATASET}: training images per class", value=BASE.data.train_per_class,
+                                    key="cnn_train_per_class", help=f"From 1 to {LIMITS['train_per_class']:,}.",
+                                    **ui.KEEP)
+        batch = st.number_input("batch size", value=BASE.batch_size, key="cnn_batch",
+                                help=f"From 1 to {LIMITS['batch_size']:,}.", **ui.KEEP)
 
 choice = StudyChoice(
     "cnn", variants=tuple(names), custom=(custom,) if custom_on else (),

@@ -3,11 +3,16 @@
 Thin: widgets -> one adlapp.compare analysis (numbers; every statistic from adlapp.stats) -> adlapp.charts
 (pictures) and adlapp.report (words). Widget keys and UI copy live here.
 """
+from dataclasses import replace
+
+import pandas as pd
 import streamlit as st
 
 from adlapp import charts, report
 from adlapp import compare as cmp
 from adlapp.config import display_name
+from adlapp.devices import training_device
+from adlapp.estimate import training_cost
 from adlapp.metrics import compare_metrics, metric
 from adlapp.store import RunTables
 from pages import _common as ui
@@ -15,6 +20,7 @@ from pages import _common as ui
 CORRECTIONS = {"holm": "Holm (default)", "bh": "Benjamini-Hochberg (FDR)", "none": "none"}
 COLOUR = {"diff": "Δ (metric units)", "hedges_g": "Hedges' g"}
 SELECTION_KEYS = ("sig_experiment", "sig_variants", "sig_epochs", "sig_metric")
+KEEP = ui.KEEP             # every choice is kept in the session and in the URL (a reload, a shared link)
 
 
 def widget_state(name: str, sel: cmp.Selection) -> dict:
@@ -31,6 +37,21 @@ def selection(state) -> cmp.Selection:
                          cross=bool(state.get("sig_cross")))
 
 
+def seeds_table(plans) -> pd.DataFrame:
+    """report.plan_table with "epochs per run" numeric (empty where no run covers the epochs): a column of
+    ints and "" fails Arrow's conversion, which Streamlit logs as an error before converting it to text."""
+    table = report.plan_table(plans)
+    if "epochs per run" in table.columns:
+        table["epochs per run"] = pd.to_numeric(table["epochs per run"], errors="coerce").astype("Int64")
+    return table
+
+
+def run_device() -> str:
+    """The run table's device label of the machine that will train (adlapp.train.device_name's words)."""
+    dev = training_device()
+    return f"cuda ({dev.name})" if dev.kind == "cuda" else dev.kind
+
+
 st.title("Compare variants")
 st.caption(report.METHOD_CAPTION)
 ui.store().mark_stale()                    # a dead trainer's run must not count as a seed on its way
@@ -40,9 +61,34 @@ if not opts:
     st.info("No finished runs yet. Train some on the CNN or U-Net page, or add bundles to cached_runs/.")
     st.stop()
 
+
+
+def from_url(key: str, options: list, fmt=str) -> list:
+    """The options a bound widget's URL parameter names. The URL holds the labels the widget shows, and
+    the widgets are bound only when drawn, after the page has worked out its selection: read them here."""
+    by_label = {str(fmt(o)): o for o in options}
+    return [by_label[v] for v in st.query_params.get_all(key) if v in by_label]
+
+
+def url_selection() -> dict | None:
+    """The selection widgets' values from the URL (a reload, a shared link); None without one."""
+    named = from_url("sig_preset", [*cmp.PRESETS, cmp.CUSTOM])
+    if not named and not st.query_params.get_all("sig_variants"):
+        return None
+    exp = (from_url("sig_experiment", list(opts)) or [list(opts)[0]])[0]
+    name, sel = cmp.resolve(named[0] if named else cmp.CUSTOM, opts, exp)
+    if name == cmp.CUSTOM:
+        avail = opts[sel.experiment]
+        keys = [m.key for m in compare_metrics(sel.experiment)]
+        sel = replace(sel, variants=tuple(from_url("sig_variants", avail["variants"], display_name)) or sel.variants,
+                      epochs=tuple(from_url("sig_epochs", avail["epochs"])) or sel.epochs,
+                      metric=(from_url("sig_metric", keys, lambda k: metric(k).label) or [sel.metric])[0])
+    return widget_state(name, sel)
+
+
 state = st.session_state
 if "sig_experiment" not in state:
-    state.update(widget_state(*cmp.resolve(cmp.default_preset(opts), opts)))
+    state.update(url_selection() or widget_state(*cmp.resolve(cmp.default_preset(opts), opts)))
 kept = cmp.restrict(selection(state), opts)
 if kept is None:                           # the experiment has no finished runs any more
     state.update(widget_state(*cmp.resolve(cmp.CUSTOM, opts)))
@@ -63,23 +109,24 @@ def to_custom(reset: bool = False) -> None:
 
 
 c1, c2, c3 = st.columns([2, 1, 2])
-c1.selectbox("Preset", [*cmp.PRESETS, cmp.CUSTOM], key="sig_preset", on_change=apply_preset)
-exp = c2.selectbox("Experiment", list(opts), key="sig_experiment", on_change=to_custom, args=(True,))
+c1.selectbox("Preset", [*cmp.PRESETS, cmp.CUSTOM], key="sig_preset", on_change=apply_preset, **KEEP)
+exp = c2.selectbox("Experiment", list(opts), key="sig_experiment", on_change=to_custom, args=(True,),
+                   **KEEP)
 c3.selectbox("Metric", [m.key for m in compare_metrics(exp)], key="sig_metric",
-             format_func=lambda k: metric(k).label, on_change=to_custom)
+             format_func=lambda k: metric(k).label, on_change=to_custom, **KEEP)
 c1, c2 = st.columns([3, 2])
 c1.multiselect("Variants", opts[exp]["variants"], key="sig_variants", on_change=to_custom,
-               format_func=display_name)
+               format_func=display_name, **KEEP)
 c2.multiselect("Evaluation epochs (test scored, or validation value, after that epoch)", opts[exp]["epochs"],
-               key="sig_epochs", on_change=to_custom)
+               key="sig_epochs", on_change=to_custom, **KEEP)
 c1, c2, c3 = st.columns([3, 2, 2])
 correction = c1.radio("Correction within each family", list(CORRECTIONS), format_func=CORRECTIONS.get,
-                      key="sig_correction", horizontal=True)
+                      key="sig_correction", horizontal=True, **KEEP)
 colour = c2.radio("Colour the matrix by", list(COLOUR), format_func=COLOUR.get, key="sig_colour",
-                  horizontal=True)
+                  horizontal=True, **KEEP)
 c3.toggle("Also pair other variants at other epochs", key="sig_cross",
           help="Different variants at different evaluation epochs: compared only when asked for, corrected as a "
-               "family of their own.")
+               "family of their own.", **KEEP)
 st.caption(report.FAMILY_RULE)
 
 sel = selection(state)
@@ -130,15 +177,23 @@ if state.get("sig_target_default") != default_n:     # a new recommendation repl
 target = st.number_input("Seeds per group to have (default: 80 % power at the corrected level)", min_value=2,
                          max_value=100, key="sig_target_n")
 seed_plans = cmp.missing_seeds(tables, sel.experiment, sel.variants, sel.epochs, m, int(target))
-st.dataframe(report.plan_table(seed_plans), hide_index=True)
+st.dataframe(seeds_table(seed_plans), hide_index=True)
 st.caption(report.OPTIONAL_STOPPING)
 requests = cmp.seed_requests(seed_plans)
-if st.button(f"Queue the {len(requests)} missing run(s)", key="sig_queue_btn", disabled=not requests):
-    sub = ui.backend().submit(requests, "app:compare")
+jobs = ui.backend()
+confirmed = True
+if requests:
+    cost = training_cost(requests, tables.runs, tables.epochs, run_device(), jobs.concurrency)
+    st.caption(report.cost_sentence(cost, run_device()), help=f"Estimated from {cost.basis}.")
+    if cost.needs_confirmation:      # a new estimate (other runs, other length) asks again: the key names it
+        confirmed = st.checkbox(report.confirm_label(cost),
+                                key=f"sig_queue_confirm_{len(requests)}_{round(cost.seconds)}")
+if st.button(f"Queue the {len(requests)} missing run(s)", key="sig_queue_btn", disabled=not (requests and confirmed)):
+    sub = jobs.submit(requests, "app:compare")
     st.success(f"Queued {len(sub.queued)} run(s): {report.queued_summary(seed_plans)}. "
                f"{len(sub.existing)} already existed. Follow them on the Runs page.")
 
-if st.toggle("Significance along the validation curve", key="sig_curve"):
+if st.toggle("Significance along the validation curve", key="sig_curve", **KEEP):
     cur = cmp.curve_test(tables, sel.experiment, a, b, m, correction)
     st.caption(report.curve_message(cur))
     if len(cur.tests):

@@ -6,6 +6,7 @@ from adlapp import compare as cmp
 from adlapp.metrics import figure_metrics, label, test_metrics
 from pages import _common as ui
 
+STUDY_PARAM = "study"
 FIGURES = {"cnn": "Figure 1 reborn: CNN variants", "unet": "Figure 2 reborn: U-Net variants"}
 
 
@@ -27,10 +28,15 @@ st.markdown(
     "- **Runs**: every run with its status and progress; cancel, delete, import and export bundles.\n"
     "- **Open the course study** below loads the finished runs shipped in `cached_runs/` — no training.")
 
+# Opened, the study stays open: in the session (page switches) and in the URL, ?study=open (a reload).
+if st.query_params.get(STUDY_PARAM) == "open":
+    st.session_state["home_open"] = True
 if st.button("Open the course study", key="home_open_btn", type="primary"):
     st.session_state["home_open"] = True
 if not st.session_state.get("home_open"):
     st.stop()
+if st.query_params.get(STUDY_PARAM) != "open":
+    st.query_params[STUDY_PARAM] = "open"      # back from another page: the URL says so again
 
 cache = ui.cached()
 tables = cache.tables

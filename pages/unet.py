@@ -25,19 +25,22 @@ with left:
     batchnorm = st.toggle("batch-norm in every block (all variants)", value=BASE.model.batchnorm, key="unet_bn",
                           **ui.KEEP)
 with right:
-    seeds_text = st.text_input(ui.SEEDS_LABEL, value=ui.DEFAULT_SEEDS, key="unet_seeds", **ui.KEEP)
+    seeds_text = ui.seeds_input("unet")
     budgets = st.text_input("epoch budgets (test-scored after each)", value=",".join(map(str, BASE.test_epochs)),
+                            help="Each seed trains once, to the longest budget, and the test split is scored "
+                                 "after every budget: 200,400,1000 is one 1000-epoch run per seed.",
                             key="unet_budgets", **ui.KEEP)
     dataset = st.text_input(f"data set: {DATASET}, or a folder ROOT/{{train,val,test}}/{{images,masks}}/",
                             value=DATASET, key="unet_dataset", **ui.KEEP)
     with st.expander("Advanced: training-set size, image size, batch size"):
-        n_train = st.number_input(f"{DATASET}: training images", min_value=1, max_value=LIMITS["n_train"],
-                                  value=BASE.data.n_train, key="unet_n_train", **ui.KEEP)
-        size = st.number_input(f"image size (pixels, a multiple of {SIZE_STEP})", min_value=SIZE_STEP,
-                               max_value=LIMITS["image_size"], value=BASE.data.image_size, step=SIZE_STEP,
-                               key="unet_image_size", **ui.KEEP)
-        batch = st.number_input("batch size", min_value=1, max_value=LIMITS["batch_size"], value=BASE.batch_size,
-                                key="unet_batch", **ui.KEEP)
+        n_train = st.number_input(f"{DATASET}: training images", value=BASE.data.n_train, key="unet_n_train",
+                                  help=f"From 1 to {LIMITS['n_train']:,}.", **ui.KEEP)
+        size = st.number_input(f"image size (pixels, a multiple of {SIZE_STEP})", value=BASE.data.image_size,
+                               step=SIZE_STEP, key="unet_image_size",
+                               help=f"From {SIZE_STEP} to {LIMITS['image_size']}, a multiple of {SIZE_STEP}.",
+                               **ui.KEEP)
+        batch = st.number_input("batch size", value=BASE.batch_size, key="unet_batch",
+                                help=f"From 1 to {LIMITS['batch_size']:,}.", **ui.KEEP)
 
 choice = StudyChoice(
     "unet", variants=tuple(names), custom=(custom,) if custom_on else (),

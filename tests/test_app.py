@@ -99,7 +99,7 @@ def test_cnn_page_finds_cached_runs_and_trains_nothing(app_env, course_bundles, 
     at = tiny_cnn_page(page("cnn"))
     assert not at.exception, at.exception
     plan = at.dataframe[0].value
-    assert len(plan) == 6 and set(plan["where"]) == {"finished (cached_runs/)"}
+    assert len(plan) == 6 and set(plan["where"]) == {"done (shipped with the app)"}
     assert at.button(key="cnn_train_btn").disabled                    # loading never retrains
     spec, data = chart(at)
     assert_curve_spec(spec)
@@ -123,7 +123,7 @@ def test_unet_page_reproduces_the_course_table(app_env, course_bundles, monkeypa
                                                 "unet_v_nearest-elu"]
     tiny_unet_page(at)
     assert not at.exception, at.exception
-    assert set(at.dataframe[0].value["where"]) == {"finished (cached_runs/)"}
+    assert set(at.dataframe[0].value["where"]) == {"done (shipped with the app)"}
     spec, data = chart(at)
     assert_curve_spec(spec)
     assert set(data["metric"]) == {"training loss", "validation loss", "validation F1"}
@@ -158,7 +158,7 @@ def test_bad_input_shows_a_message_and_starts_nothing(app_env, monkeypatch, widg
     at.run()
     assert not at.exception, at.exception
     assert any(message in e.value for e in at.error), [e.value for e in at.error]
-    assert not at.button                                                # no train button at all
+    assert at.button(key="cnn_train_btn").disabled                      # the button says nothing can start
     assert RunStore(app_env / "store").runs().empty
 
 
@@ -175,6 +175,7 @@ def test_runs_page_loads_cached_bundles_exports_and_deletes(app_env, course_bund
     assert at.get("download_button")[0].proto.label.startswith("Export 14 finished")
     victim = runs["key"].iloc[0]
     at.multiselect(key="runs_delete_sel").set_value([victim]).run()
+    at.checkbox(key="runs_delete_confirm").check().run()
     at.button(key="runs_delete_btn").click().run()
     assert not at.exception
     assert victim not in set(RunStore(app_env / "store").runs()["key"])
@@ -198,11 +199,11 @@ def test_failed_and_diverged_runs_show_their_error_and_the_rest_still_plots(app_
     at = tiny_cnn_page(at, seeds="0,1")
     assert not at.exception, at.exception
     errors = [e.value for e in at.error]
-    assert "cnn/adam seed 1 failed: RuntimeError: boom" in errors
-    assert "cnn/sgd seed 0 diverged: training loss became non-finite at epoch 1" in errors
+    assert "Adam seed 1 failed: RuntimeError: boom" in errors
+    assert "SGD seed 0 diverged: training loss became non-finite at epoch 1" in errors
     plan = at.dataframe[0].value.set_index(["variant", "seed"])
-    assert plan.loc[("cnn/adam", 1), "where"] == "to train"            # failed: may be trained again
-    assert plan.loc[("cnn/sgd", 0), "where"] == "finished (store)"     # diverged is a result
+    assert plan.loc[("Adam", 1), "where"] == "to train"                 # failed: may be trained again
+    assert plan.loc[("SGD", 0), "where"] == "done (trained here)"       # diverged is a result
     _, data = chart(at)
     assert set(data["series"]) == {"Adam", "SGD"}
     loss = data[data["metric"] == "training loss"]
@@ -267,7 +268,7 @@ def test_launch_starts_a_real_trainer_and_the_page_shows_its_rows(app_env):
     assert WorkerRegistry(store.root).live(), "a trainer process should be running"
 
     def finished(at):
-        return at.dataframe and at.dataframe[0].value["where"].tolist() == ["finished (store)"]
+        return at.dataframe and at.dataframe[0].value["where"].tolist() == ["done (trained here)"]
 
     wait_for(at, finished)
     _, data = chart(at)
@@ -339,7 +340,7 @@ def test_plan_says_where_each_run_is():
     assert planned["where"].tolist() == ["store", "training", "cached", "store", "missing"]
     assert set(planned["where"]) <= set(planning.PLACES)
     assert planning.missing_requests(reqs, planned) == [reqs[4]]
-    assert report.plan_summary(planned).startswith("5 run(s): 2 finished in the store, 1 in cached_runs/")
+    assert report.plan_summary(planned).startswith("5 run(s): 2 trained here, 1 shipped with the app")
 
 
 def test_make_requests_matches_the_registry_and_the_cli():
@@ -382,7 +383,7 @@ def test_one_path_to_a_config_trims_evaluations_to_the_run():
     (StudyChoice("cnn", variants=("cnn/nope",)), "not a cnn variant"),
     (StudyChoice("unet", variants=("unet/elu",), budgets=""), "at least one epoch budget"),
     (StudyChoice("cnn", variants=("cnn/adam",), dataset="vessels"), "is for the unet experiment"),
-    (StudyChoice("cnn", variants=("cnn/adam",), common=Toggles(lr=-1.0)), "lr=-1.0"),
+    (StudyChoice("cnn", variants=("cnn/adam",), common=Toggles(lr=-1.0)), "Learning rate = -1:"),
 ])
 def test_make_requests_rejects_bad_choices(choice, message):
     reqs, errors = planning.make_requests(choice)

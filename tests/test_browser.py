@@ -285,7 +285,24 @@ LIVE_RUNS = [(v, s) for v in ("cnn/bn-adam", "cnn/adam") for s in (0, 1)]   # SG
 LIVE_EPOCHS = 10            # ~0.3-0.6 s an epoch on 1 card per class: ≥ 10 s of training, room for a reload
 LIVE_DEADLINE_S = 120
 CNN_HEADING = "CNN: batch-norm and optimizers"
-PROGRESS = re.compile(r"(\S+) seed (\d+): (\w+), epoch (\d+) of (\d+)")
+PROGRESS = re.compile(r"(.+?) seed (\d+): (\w+), epoch (\d+) of (\d+)")   # variant: its key or display name
+SEEDS_LABEL = re.compile(r"^seeds: ")
+CARDS_LABEL = re.compile(r"training images per class$")
+OLD_PLACE_WORDS = {"store": "finished (store)", "cached": "finished (cached_runs/)", "training": "training / queued",
+                   "missing": "to train"}
+
+
+def _place(where: str) -> str:
+    """The plan table's words for a planning place (adlapp.report.PLACE_WORDS where the app has them)."""
+    from adlapp import report
+
+    return getattr(report, "PLACE_WORDS", OLD_PLACE_WORDS)[where]
+
+
+def _variant_key(name: str) -> str:
+    from adlapp.config import VARIANTS, display_name
+
+    return next((v for v in VARIANTS if name in (v, display_name(v))), name)
 RELOAD_FORGETS = ("a reload resets the CNN page to its default study: its widgets keep their values only in "
                   "the Streamlit session (persist_state), which a reload replaces; the runs trained on")
 
@@ -293,7 +310,7 @@ RELOAD_FORGETS = ("a reload resets the CNN page to its default study: its widget
 def _progress(page) -> dict[tuple[str, int], tuple[str, int]]:
     """The live view's progress bars: (variant, seed) -> (status, epoch shown)."""
     texts = page.locator('[data-testid="stProgress"]').all_inner_texts()
-    return {(m[1], int(m[2])): (m[3], int(m[4])) for t in texts if (m := PROGRESS.search(t))}
+    return {(_variant_key(m[1]), int(m[2])): (m[3], int(m[4])) for t in texts if (m := PROGRESS.search(t))}
 
 
 def _summary(page) -> str:
@@ -301,11 +318,13 @@ def _summary(page) -> str:
     return page.get_by_text(re.compile(r"^\d+ run\(s\): ")).first.inner_text()
 
 
-def _widget(page, test_id: str, label: str):
-    return page.get_by_test_id(test_id).filter(has=page.get_by_text(label, exact=True))
+def _widget(page, test_id: str, label):
+    """The widget whose label is `label` (a string: exactly; a pattern: matching)."""
+    text = page.get_by_text(label, exact=True) if isinstance(label, str) else page.get_by_text(label)
+    return page.get_by_test_id(test_id).filter(has=text)
 
 
-def _set_input(page, test_id: str, label: str, value: str) -> None:
+def _set_input(page, test_id: str, label, value: str) -> None:
     box = _widget(page, test_id, label).locator("input")
     box.fill(value)
     box.press("Enter")              # Streamlit takes a text/number input's value on Enter (or blur)
@@ -316,10 +335,21 @@ def _choose_tiny_study(page) -> None:
     """Through the real widgets: SGD unticked, 2 seeds, LIVE_EPOCHS epochs, 1 training card per class."""
     _widget(page, "stCheckbox", "SGD (cnn/sgd)").click()
     _settle(page)
-    _set_input(page, "stTextInput", "seeds: a count (3), a list (0,1,2) or a range (0-4)", "2")
+    _set_input(page, "stTextInput", SEEDS_LABEL, "2")
     _set_input(page, "stNumberInput", "epochs", str(LIVE_EPOCHS))
     page.get_by_text("Advanced: training-set size and batch size").click()
-    _set_input(page, "stNumberInput", "cards: training images per class", "1")
+    _set_input(page, "stNumberInput", CARDS_LABEL, "1")
+
+
+def _train(page, n: int) -> None:
+    """Tick the cost confirmation if the page asks for one, then 'Train missing runs (n)'."""
+    button = page.get_by_role("button", name=f"Train missing runs ({n})")
+    button.wait_for()
+    _settle(page)
+    if button.is_disabled():            # above the threshold: the cost must be acknowledged first
+        page.get_by_test_id("stCheckbox").filter(has=page.get_by_text(re.compile(r"^I understand"))).click()
+        _settle(page)
+    button.click()
 
 
 def _grid(page, index: int = 0) -> list[dict]:
@@ -410,12 +440,11 @@ def test_train_from_the_ui_watch_live_reload_mid_run(browser_tools, server):
 
             _choose_tiny_study(page)
             _no_exception(page, "CNN after choosing the study")
-            assert _summary(page).startswith("4 run(s): 0 finished in the store, 0 in cached_runs/, "
-                                             "0 training or queued, 4 to train"), _summary(page)
+            assert re.match(r"4 run\(s\): 0 [^,]+, 0 [^,]+, 0 [^,]+, 4 to train", _summary(page)), _summary(page)
 
             # train; progress at once, a live chart once the first epoch is in the store
             t_click = time.perf_counter()
-            page.get_by_role("button", name="Train missing runs (4)").click()
+            _train(page, 4)
             page.get_by_text("Queued 4 run(s)").wait_for()
             page.get_by_test_id("stProgress").first.wait_for()
             timings["live_click_to_progress_s"] = round(time.perf_counter() - t_click, 2)
@@ -455,23 +484,23 @@ def test_train_from_the_ui_watch_live_reload_mid_run(browser_tools, server):
             _screenshot(page, "browser_live_training.png")          # mid-run: progress bars and live chart
             watch.blind.append((t_reload, time.perf_counter()))
             print(f"after the reload:  {after}")
-            assert re.match(r"4 run\(s\): \d finished in the store, 0 in cached_runs/, \d training or queued, "
-                            r"0 to train", _summary(page)), _summary(page)
+            assert re.match(r"4 run\(s\): \d [^,]+, 0 [^,]+, \d [^,]+, 0 to train", _summary(page)), _summary(page)
             assert after, "nothing training any more right after the reload: make LIVE_EPOCHS larger"
             for run, (_, k) in before.items():          # nothing lost: each run is as far or further on
                 if run in after:
                     assert after[run][1] >= k, (run, before, after)
                 else:
                     assert watch.in_store[run][0] == "done", (run, before, after, watch.in_store)
-            page.get_by_role("button", name="Train missing runs: none missing").wait_for()   # no re-queueing
+            page.get_by_role("button", name=re.compile(                                     # no re-queueing
+                r"^(Train missing runs: none missing|Training \d+ run)")).first.wait_for()
             _wait_grid(page, 0, lambda rows: len(rows) == 4 and {r["where"] for r in rows} <= {
-                "training / queued", "finished (store)"}, "after the reload the plan should see the runs")
+                _place("training"), _place("store")}, "after the reload the plan should see the runs")
 
             # the end: every bar gone, the store done, the page re-planned once by itself
             while watch.sample() or any(st != "done" for st, _ in watch.in_store.values()):
                 assert time.monotonic() < deadline, f"not finished after {LIVE_DEADLINE_S} s: {watch.in_store}"
                 page.wait_for_timeout(250)
-            page.get_by_text(re.compile(r"^4 run\(s\): 4 finished in the store")).wait_for()
+            page.get_by_text(re.compile(r"^4 run\(s\): 4 ")).wait_for()
             timings["live_click_to_all_finished_s"] = round(time.perf_counter() - t_click, 2)
             timings["live_max_epoch_lag"] = watch.max_epoch_lag
             timings["live_max_lag_s"] = watch.max_lag_s()
@@ -480,8 +509,8 @@ def test_train_from_the_ui_watch_live_reload_mid_run(browser_tools, server):
             assert page.locator(CHART).count() >= 1
             _no_exception(page, "CNN after training")
             t_grid = time.perf_counter()
-            _wait_grid(page, 0, lambda rows: sorted((r["variant"], int(r["seed"])) for r in rows) == sorted(
-                LIVE_RUNS) and {(r["where"], r["status"]) for r in rows} == {("finished (store)", "done")},
+            _wait_grid(page, 0, lambda rows: sorted((_variant_key(r["variant"]), int(r["seed"])) for r in rows) ==
+                sorted(LIVE_RUNS) and {(r["where"], r["status"]) for r in rows} == {(_place("store"), "done")},
                 "the plan table should list the 4 runs as finished (store), done")
             timings["live_plan_grid_catch_up_s"] = round(time.perf_counter() - t_grid, 2)
             _warn_overflow(timings, "live_cnn_chart_overflow_px", page)
@@ -495,8 +524,8 @@ def test_train_from_the_ui_watch_live_reload_mid_run(browser_tools, server):
             _settle(page)
             _no_exception(page, "Runs after training")
             done = ("done", str(LIVE_EPOCHS), str(LIVE_EPOCHS))
-            _wait_grid(page, 0, lambda rows: sorted((r["variant"], int(r["seed"])) for r in rows) == sorted(
-                LIVE_RUNS) and {(r["status"], r["epoch"], r["epochs"]) for r in rows} == {done},
+            _wait_grid(page, 0, lambda rows: sorted((_variant_key(r["variant"]), int(r["seed"])) for r in rows) ==
+                sorted(LIVE_RUNS) and {(r["status"], r["epoch"], r["epochs"]) for r in rows} == {done},
                 "the Runs table should list the 4 runs as done")
             page.get_by_text("trainer processes alive:").first.wait_for()
             timings["live_nav_to_runs_s"] = round(time.perf_counter() - t_nav, 2)
@@ -508,3 +537,133 @@ def test_train_from_the_ui_watch_live_reload_mid_run(browser_tools, server):
     _save_timings(timings)
     print("\nlive timings:", json.dumps(timings, indent=2))
     assert kept_choice, RELOAD_FORGETS
+
+
+# -- one walk: train, watch, reload, import, cancel a run that started, a Compare preset through a reload -------
+WALK_EPOCHS = 60            # two runs one after the other (concurrency 1 on CPU): the second trains long enough
+WALK_DEADLINE_S = 150       # the whole walk, training included, stays well under 4 minutes
+WALK_PRESET = "Course: U-Net variants at 200/400/1000"
+
+
+def _choose_option(page, test_id: str, label: str, option: str) -> None:
+    """Open a selectbox/multiselect by its label and click one option in its list."""
+    _widget(page, test_id, label).get_by_role("combobox").first.click()
+    page.get_by_role("option", name=option).first.click()
+    page.keyboard.press("Escape")
+    _settle(page)
+
+
+def test_walk_train_reload_import_cancel_compare(browser_tools, server, course_bundles):
+    """CNN: 2 tiny Adam runs (one trains, one waits) → 'training' on CNN and Runs → reload mid-run keeps the
+    choices and stays live → Runs: import a bundle, shown at once → the waiting run, picked for cancelling while
+    queued, starts: still one entry; cancel it → Compare: a preset survives a reload. No traceback in the log."""
+    from adlapp.store import RunStore
+
+    chromium, sync_playwright = browser_tools
+    url, _, t0, log_path = server
+    store = RunStore(log_path.parent / "store")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "browser_walk_failure.png").unlink(missing_ok=True)
+    timings: dict = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            deadline = time.monotonic() + WALK_DEADLINE_S
+            page.goto(url + "/cnn")
+            page.get_by_role("heading", name=CNN_HEADING).wait_for()
+            _settle(page)
+            for box in ("BN + Adam (cnn/bn-adam)", "SGD (cnn/sgd)"):
+                _widget(page, "stCheckbox", box).click()
+                _settle(page)
+            _set_input(page, "stTextInput", SEEDS_LABEL, "2")
+            _set_input(page, "stNumberInput", "epochs", str(WALK_EPOCHS))
+            page.get_by_text("Advanced: training-set size and batch size").click()
+            _set_input(page, "stNumberInput", CARDS_LABEL, "1")
+            assert _summary(page).endswith("2 to train."), _summary(page)
+            _train(page, 2)
+            page.get_by_text("Queued 2 run(s)").wait_for()
+            page.get_by_text(re.compile(r"seed \d: running, epoch")).first.wait_for(timeout=60_000)
+            keys = {int(r["seed"]): r["key"] for r in store.runs().to_dict("records")}
+            assert sorted(keys) == [0, 1], keys
+            _no_exception(page, "CNN while training")
+
+            # reload mid-run: the choices come back from the URL and the view is still live
+            page.reload()
+            page.get_by_role("heading", name=CNN_HEADING).wait_for()
+            _settle(page)
+            assert _summary(page).startswith("2 run(s): "), _summary(page)
+            page.get_by_text(re.compile(r"seed \d: running, epoch")).first.wait_for()
+            _no_exception(page, "CNN after the reload")
+            _screenshot(page, "browser_walk_cnn_training.png")
+            timings["walk_training_reloaded_s"] = round(time.perf_counter() - t0, 2)
+
+            # Runs: the active runs, running first; pick the waiting run for cancelling while it is queued
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Runs").click()
+            page.wait_for_url("**/runs")
+            page.get_by_role("heading", name="Runs").first.wait_for()
+            _settle(page)
+            _wait_grid(page, 0, lambda r: len(r) == 2 and r[0]["status"] == "running", "running first")
+            assert store.get(keys[1])["status"] == "queued", "the second run should still wait: more epochs"
+            label = f"cnn/adam seed 1 · {keys[1][:8]}"
+            _choose_option(page, "stMultiSelect", "cancel runs (queued or running)", label)
+
+            # import a bundle: the table, the export count and the pickers show its runs at once
+            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+                str(course_bundles / "cnn.zip"))
+            page.get_by_role("button", name="Import bundle").click()
+            page.get_by_text("Imported 6 new run(s).").wait_for()
+            _settle(page)
+            assert page.get_by_text("No runs in the store yet").count() == 0
+            page.get_by_role("button", name=re.compile(r"Export [6-7] finished run\(s\)")).wait_for()
+            _wait_grid(page, 0, lambda r: len(r) == 8, "the 6 imported runs at once")
+            _no_exception(page, "Runs after the import")
+
+            # the queued run starts: the picked entry stays one chip, then it is cancelled
+            while store.get(keys[1])["status"] != "running":
+                assert time.monotonic() < deadline, store.runs()[["key", "status", "last_epoch"]]
+                page.wait_for_timeout(250)
+            page.wait_for_timeout(2 * 1000)                  # two ticks of the live fragment
+            cancel_box = _widget(page, "stMultiSelect", "cancel runs (queued or running)")
+            chips = cancel_box.locator("[data-tag]").all_inner_texts()
+            assert chips == [label], chips
+            _no_exception(page, "Runs after the run started")
+            page.get_by_role("button", name="Cancel selected").click()
+            page.get_by_text(re.compile(r"cnn/adam seed 1 · .*cancel")).first.wait_for()
+            while store.get(keys[1])["status"] != "cancelled":
+                assert time.monotonic() < deadline, store.get(keys[1])
+                page.wait_for_timeout(250)
+            _settle(page)
+            _no_exception(page, "Runs after cancelling")
+            _screenshot(page, "browser_walk_runs.png")
+            timings["walk_cancelled_s"] = round(time.perf_counter() - t0, 2)
+
+            # Compare: a preset survives a reload (it is in the URL)
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Compare").click()
+            page.wait_for_url("**/compare")
+            page.get_by_role("heading", name="Compare variants").wait_for()
+            _settle(page)
+            _choose_option(page, "stSelectbox", "Preset", WALK_PRESET)
+            page.locator(CHART).first.wait_for(state="visible")
+            page.wait_for_function("() => decodeURIComponent(location.search).includes('sig_preset')")
+            page.reload()
+            page.get_by_role("heading", name="Compare variants").wait_for()
+            _settle(page)
+            preset = _widget(page, "stSelectbox", "Preset")
+            shown = preset.evaluate("e => e.innerText + ' ' + [...e.querySelectorAll('input')].map(i => i.value)"
+                                    ".join(' ')")
+            assert WALK_PRESET in shown, shown
+            page.locator(CHART).first.wait_for(state="visible")
+            _no_exception(page, "Compare after the reload")
+            _screenshot(page, "browser_walk_compare.png")
+            timings["walk_end_s"] = round(time.perf_counter() - t0, 2)
+            log = log_path.read_text()
+            assert "Traceback" not in log, log[-3000:]
+        except Exception:
+            _report_failure(page, "browser_walk_failure.png", log_path)
+            raise
+        finally:
+            browser.close()
+    _save_timings(timings)
+    print("\nwalk timings:", json.dumps(timings, indent=2))

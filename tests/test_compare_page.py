@@ -174,3 +174,95 @@ def test_compare_page_never_imports_torch(store):
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=dict(os.environ), capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+# -- choices kept (page switches, the URL), the seeds table's Arrow, the cost before queueing ----------------
+UNET_PRESET = "Course: U-Net variants at 200/400/1000"
+
+
+def test_compare_choices_survive_a_page_switch(app_env, course_bundles, monkeypatch):
+    monkeypatch.setenv("ADLAPP_CACHED_RUNS", str(course_bundles))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/compare.py").run()
+    at.selectbox(key="sig_preset").set_value(UNET_PRESET).run()
+    at.radio(key="sig_correction").set_value("bh").run()
+    at.switch_page("pages/runs.py").run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="sig_preset").value == UNET_PRESET
+    assert at.multiselect(key="sig_epochs").value == [1, 2, 3]
+    assert at.radio(key="sig_correction").value == "bh"
+
+
+def reloaded(params: dict) -> AppTest:
+    """Compare opened on a fresh session with `params` in the URL (what a reload sends)."""
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/compare.py")
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_compare_choices_come_back_from_the_url(app_env, course_bundles, monkeypatch):
+    monkeypatch.setenv("ADLAPP_CACHED_RUNS", str(course_bundles))
+    at = reloaded({"sig_preset": UNET_PRESET, "sig_cross": "true", "sig_correction": "Benjamini-Hochberg (FDR)"})
+    assert at.selectbox(key="sig_preset").value == UNET_PRESET
+    assert at.multiselect(key="sig_variants").value == ["unet/normal", "unet/nearest", "unet/elu", "unet/nearest-elu"]
+    assert at.multiselect(key="sig_epochs").value == [1, 2, 3]
+    assert at.toggle(key="sig_cross").value and at.radio(key="sig_correction").value == "bh"
+    _, cells = chart(at, "matrix")
+    assert "other variant and epoch" in set(cells["family_text"])
+    at = reloaded({"sig_preset": "Custom", "sig_experiment": "unet", "sig_variants": ["Normal", "Using ELU"],
+                   "sig_epochs": ["2"]})
+    assert at.selectbox(key="sig_preset").value == "Custom"
+    assert at.multiselect(key="sig_variants").value == ["unet/normal", "unet/elu"]
+    assert at.multiselect(key="sig_epochs").value == [2]
+    _, cells = chart(at, "matrix")
+    assert list(zip(cells["a"], cells["b"], strict=True)) == [("Normal", "Using ELU")]
+
+
+def test_seeds_table_converts_to_arrow_without_a_logged_error(store):
+    """A variant no run covers gets an empty "epochs per run": the column must stay numeric (Arrow-clean)."""
+    import logging
+
+    for name in ("cnn/bn-adam", "cnn/adam"):
+        fill(store, replace(variant(name), epochs=3), CNN[name])
+    fill(store, replace(variant("cnn/sgd"), epochs=2), CNN["cnn/sgd"])
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    log = logging.getLogger("streamlit.dataframe_util")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        at = AppTest.from_file(PAGE, default_timeout=60).run()
+        at.selectbox(key="sig_preset").set_value("Custom").run()
+        at.multiselect(key="sig_variants").set_value(["cnn/bn-adam", "cnn/adam", "cnn/sgd"]).run()
+        at.multiselect(key="sig_epochs").set_value([3]).run()
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    assert not at.exception, at.exception
+    seeds = next(df.value for df in at.dataframe if "epochs per run" in df.value.columns)
+    assert seeds.set_index("variant")["epochs per run"].isna().tolist() == [False, False, True]
+    pa.Table.from_pandas(seeds)                                    # the displayed frame converts as it is
+    assert not [r for r in records if "Arrow" in r.getMessage()], [r.getMessage() for r in records]
+
+
+def test_queueing_says_the_cost_first_and_asks_above_the_threshold(store, monkeypatch):
+    monkeypatch.setattr(jobs.LocalProcessBackend, "ensure_workers", lambda self: [])
+    for name, values in CNN.items():
+        fill(store, variant(name), values, epochs=[200])              # the course's 200 epochs, no timings
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.number_input(key="sig_target_n").set_value(4).run()          # 4 runs × 200 epochs: above 10 min
+    (caption,) = [c for c in at.caption if c.value.startswith("Training 4 runs × 200 epochs takes")]
+    assert "on this CPU" in caption.value and "rough rate" in caption.help
+    assert at.button(key="sig_queue_btn").disabled
+    (confirm,) = [c for c in at.checkbox if c.key.startswith("sig_queue_confirm")]
+    assert confirm.label.startswith("I understand this takes")
+    confirm.check().run()
+    at.button(key="sig_queue_btn").click().run()
+    assert not at.exception, at.exception
+    assert "Queued 4 run(s)" in at.success[0].value and len(store.runs(status="queued")) == 4

@@ -389,6 +389,7 @@ def test_the_runs_page_lists_and_deletes_a_row_with_a_text_seed(app_env):
     assert not at.exception, at.exception
     assert "the stored seed is not a whole number" in at.dataframe[0].value["error"].iloc[0]
     at.multiselect(key="runs_delete_sel").select("0123456789abcdef").run()
+    at.checkbox(key="runs_delete_confirm").check().run()
     at.button(key="runs_delete_btn").click().run()
     assert not at.exception, at.exception
     assert store.runs().empty
