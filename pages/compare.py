@@ -11,8 +11,6 @@ import streamlit as st
 from adlapp import charts, report
 from adlapp import compare as cmp
 from adlapp.config import display_name
-from adlapp.devices import training_device
-from adlapp.estimate import training_cost
 from adlapp.metrics import compare_metrics, metric
 from adlapp.store import RunTables
 from pages import _common as ui
@@ -44,12 +42,6 @@ def seeds_table(plans) -> pd.DataFrame:
     if "epochs per run" in table.columns:
         table["epochs per run"] = pd.to_numeric(table["epochs per run"], errors="coerce").astype("Int64")
     return table
-
-
-def run_device() -> str:
-    """The run table's device label of the machine that will train (adlapp.train.device_name's words)."""
-    dev = training_device()
-    return f"cuda ({dev.name})" if dev.kind == "cuda" else dev.kind
 
 
 st.title("Compare variants")
@@ -183,8 +175,8 @@ requests = cmp.seed_requests(seed_plans)
 jobs = ui.backend()
 confirmed = True
 if requests:
-    cost = training_cost(requests, tables.runs, tables.epochs, run_device(), jobs.concurrency)
-    st.caption(report.cost_sentence(cost, run_device()), help=f"Estimated from {cost.basis}.")
+    cost, device = ui.training_cost(requests, ui.cached())
+    st.caption(report.cost_sentence(cost, device), help=f"Estimated from {cost.basis}.")
     if cost.needs_confirmation:      # a new estimate (other runs, other length) asks again: the key names it
         confirmed = st.checkbox(report.confirm_label(cost),
                                 key=f"sig_queue_confirm_{len(requests)}_{round(cost.seconds)}")
