@@ -74,6 +74,7 @@ def runs_overview(store: RunStore) -> pd.DataFrame:
     prog = progress(runs, _recent_seconds(store, list(runs.loc[runs["status"] == "running", "key"])))
     out = runs[["key", "experiment", "variant", "seed", "status", "device", "threads", "source", "error",
                 "notes"]].copy()
+    out["variant"] = [display_name(v) for v in out["variant"]]      # one name per variant on every page
     out["progress"] = prog["fraction"].to_numpy()
     out["epoch"] = prog["epoch"].to_numpy()
     out["epochs"] = prog["epochs"].to_numpy()

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from adlapp import compare as cmp
-from adlapp.config import EXPERIMENT_INFO, VARIANTS
+from adlapp.config import EXPERIMENT_INFO, VARIANTS, display_name
 from adlapp.metrics import by_row, label, test_metrics
 from adlapp.store import FINISHED, RESUMABLE, RunTables
 
@@ -702,5 +702,8 @@ def progress_line(variant: str, seed: int, status: str, epoch: int, epochs: int,
 
 
 def run_label(row: dict) -> str:
-    """'cnn/adam seed 0 · done · 1a2b3c4d': one run in a picker (a row of adlapp.live.runs_overview)."""
-    return f"{row['variant']} seed {int(row['seed'])} · {row['status']} · {str(row['key'])[:8]}"
+    """'Adam seed 0 · 1a2b3c4d': one run in a picker. No status in it, so the entry stays the same while the
+    run moves from queued to running; the variant's display name, as on every other page."""
+    seed = row["seed"]
+    seed = int(seed) if isinstance(seed, (int, float)) and seed == seed else seed
+    return f"{display_name(str(row['variant']))} seed {seed} · {str(row['key'])[:8]}"

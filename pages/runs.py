@@ -10,7 +10,7 @@ import sqlite3
 import pandas as pd
 import streamlit as st
 
-from adlapp import library, live
+from adlapp import library, live, report
 from adlapp.bundle import BundleError
 from adlapp.store import ACTIVE, FINISHED, STATUSES, StoreError
 from pages import _common as ui
@@ -63,11 +63,6 @@ def label_of(labels: dict):
     """A picker's format_func: the run's stable label, looked up live (a run imported or started since the
     labels were read falls back to its key)."""
     return lambda k: labels.get(k, k)
-
-
-def stable_label(row: dict) -> str:
-    """'cnn/adam seed 0 · 1a2b3c4d': no status, so the entry stays the same while the run changes state."""
-    return f"{row['variant']} seed {text(row['seed'])} · {str(row['key'])[:8]}"
 
 
 def say(where: str, level: str, text: str) -> None:
@@ -166,7 +161,7 @@ def active_part() -> None:
                                                              format="percent")
         config["s/epoch"] = st.column_config.TextColumn("s/epoch", help="seconds per epoch (median of the last 10)")
         st.dataframe(view, hide_index=True, column_config=config)
-    labels = {r["key"]: stable_label(r) for r in df.to_dict("records")}
+    labels = {r["key"]: report.run_label(r) for r in df.to_dict("records")}
     active = ordered(df[df["status"].isin(ACTIVE)])
     options = list(active["key"])
     keep_valid("runs_cancel_sel", options)
@@ -188,7 +183,7 @@ if len(queued) and not jobs.live_workers():
         jobs.ensure_workers()
         st.rerun()
 
-labels = {r["key"]: stable_label(r) for r in overview.to_dict("records")}
+labels = {r["key"]: report.run_label(r) for r in overview.to_dict("records")}
 idle = ordered(overview[overview["status"] != "running"])
 keep_valid("runs_delete_sel", list(idle["key"]))
 delete = st.multiselect("delete runs (not running)", list(idle["key"]), format_func=label_of(labels),

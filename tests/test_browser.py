@@ -606,7 +606,7 @@ def test_walk_train_reload_import_cancel_compare(browser_tools, server, course_b
             _settle(page)
             _wait_grid(page, 0, lambda r: len(r) == 2 and r[0]["status"] == "running", "running first")
             assert store.get(keys[1])["status"] == "queued", "the second run should still wait: more epochs"
-            label = f"cnn/adam seed 1 · {keys[1][:8]}"
+            label = f"Adam seed 1 · {keys[1][:8]}"
             _choose_option(page, "stMultiSelect", "cancel runs (queued or running)", label)
 
             # import a bundle: the table, the export count and the pickers show its runs at once
@@ -630,7 +630,7 @@ def test_walk_train_reload_import_cancel_compare(browser_tools, server, course_b
             assert chips == [label], chips
             _no_exception(page, "Runs after the run started")
             page.get_by_role("button", name="Cancel selected").click()
-            page.get_by_text(re.compile(r"cnn/adam seed 1 · .*cancel")).first.wait_for()
+            page.get_by_text(re.compile(r"Adam seed 1 · .*cancel")).first.wait_for()
             while store.get(keys[1])["status"] != "cancelled":
                 assert time.monotonic() < deadline, store.get(keys[1])
                 page.wait_for_timeout(250)
