@@ -64,6 +64,20 @@ def tiny_unet_page(at, seeds: str = "2"):
     return at.run()
 
 
+def type_into(at, key: str, value):
+    """Type `value` into the page's text field (a str) or number field (anything else) with this key."""
+    field = at.text_input(key=key) if isinstance(value, str) else at.number_input(key=key)
+    field.set_value(value)
+
+
+def assert_refused(at, message: str, button: str = "cnn_train_btn") -> None:
+    """Rerun the page: it names the problem (`message` in an error) and its launch button is disabled."""
+    at.run()
+    assert not at.exception, at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert at.button(key=button).disabled
+
+
 @pytest.fixture(scope="session")
 def course_bundles(tmp_path_factory) -> Path:
     """A cached_runs/-like folder with cnn.zip and unet.zip: 2 seeds × every registry variant, trained."""

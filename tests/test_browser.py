@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.request
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -199,82 +200,91 @@ def _renderer(page) -> str:
     return "svg" if page.locator(".vega-embed svg").count() else "canvas"
 
 
-def test_course_study_in_a_real_browser(browser_tools, server):
+@contextmanager
+def _browser_page(browser_tools, log_path: Path, failure_shot: str):
+    """A chromium page (1400 x 1000, UI timeouts) for one test; on failure a screenshot `failure_shot` and
+    the server log's tail are saved before the error propagates."""
     chromium, sync_playwright = browser_tools
-    url, health_s, t0, log_path = server
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "browser_failure.png").unlink(missing_ok=True)      # only a failing run leaves one
-    timings = {"server_start_to_health_s": round(health_s, 2)}
+    (ARTIFACTS / failure_shot).unlink(missing_ok=True)       # only a failing run leaves one
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(UI_TIMEOUT_MS)
-            console_errors = []
-            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-            failed_requests = []            # e.g. external fonts/telemetry: no network here, must not matter
-            page.on("requestfailed", lambda r: failed_requests.append(f"{r.url} {r.failure}"))
-
-            # Home: the button, then the study from the bundles
-            page.goto(url)
-            button = page.get_by_role("button", name="Open the course study")
-            button.wait_for()
-            timings["server_start_to_home_button_s"] = round(time.perf_counter() - t0, 2)
-            _no_exception(page, "Home before the click")
-            t_click = time.perf_counter()
-            button.click()
-            page.locator(CHART).first.wait_for(state="visible")
-            timings["click_to_first_chart_s"] = round(time.perf_counter() - t_click, 2)
-            timings["server_start_to_first_chart_s"] = round(time.perf_counter() - t0, 2)
-            for text in ("Figure 1 reborn: CNN variants", "Figure 2 reborn: U-Net variants",
-                         "U-Net test pixel accuracy by epoch budget", "Loaded 14 run(s) from 2 bundle(s)"):
-                page.get_by_text(text).first.wait_for()
-            page.locator(CHART).nth(1).wait_for(state="visible")     # both figures drawn
-            _settle(page)
-            table = page.get_by_test_id("stTable")
-            table.wait_for()            # element components load lazily: present in the DOM a moment later
-            assert table.count() == 1
-            cells = table.inner_text()
-            for row in ("Normal", "Nearest Neighbor", "Using ELU", "Nearest and ELU", "(n=2)"):
-                assert row in cells, (row, cells)
-            assert page.locator(".vega-embed").count() == 2
-            _no_exception(page, "Home after opening the study")
-            timings["home_renderer"] = _renderer(page)
-            _warn_overflow(timings, "home_chart_overflow_px", page)
-            _screenshot(page, "browser_home_study.png")
-
-            # Compare via the sidebar nav: charts from the same bundles
-            nav = page.get_by_test_id("stSidebarNav")
-            t_nav = time.perf_counter()
-            nav.get_by_role("link", name="Compare").click()
-            page.wait_for_url("**/compare")
-            page.get_by_role("heading", name="Compare variants").wait_for()
-            page.locator(CHART).first.wait_for(state="visible")
-            timings["nav_to_compare_first_chart_s"] = round(time.perf_counter() - t_nav, 2)
-            _settle(page)
-            _no_exception(page, "Compare")
-            timings["compare_renderer"] = _renderer(page)
-            _warn_overflow(timings, "compare_chart_overflow_px", page)
-            _screenshot(page, "browser_compare.png")
-
-            # Runs via the sidebar nav: the isolated store is empty, so it says so
-            t_nav = time.perf_counter()
-            nav.get_by_role("link", name="Runs").click()
-            page.wait_for_url("**/runs")
-            page.get_by_role("heading", name="Runs").first.wait_for()
-            page.get_by_text("No runs in the store yet").wait_for()
-            page.get_by_role("heading", name="Bundles").wait_for()
-            timings["nav_to_runs_rendered_s"] = round(time.perf_counter() - t_nav, 2)
-            _settle(page)
-            _no_exception(page, "Runs")
-            _screenshot(page, "browser_runs.png")
-            timings["browser_console_errors"] = console_errors[:20]
-            timings["browser_failed_requests"] = failed_requests[:20]
-        except Exception:
-            _report_failure(page, "browser_failure.png", log_path)
-            raise
+            try:
+                yield page
+            except Exception:
+                _report_failure(page, failure_shot, log_path)
+                raise
         finally:
             browser.close()
+
+
+def test_course_study_in_a_real_browser(browser_tools, server):
+    url, health_s, t0, log_path = server
+    timings = {"server_start_to_health_s": round(health_s, 2)}
+    with _browser_page(browser_tools, log_path, "browser_failure.png") as page:
+        console_errors = []
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+        failed_requests = []            # e.g. external fonts/telemetry: no network here, must not matter
+        page.on("requestfailed", lambda r: failed_requests.append(f"{r.url} {r.failure}"))
+
+        # Home: the button, then the study from the bundles
+        page.goto(url)
+        button = page.get_by_role("button", name="Open the course study")
+        button.wait_for()
+        timings["server_start_to_home_button_s"] = round(time.perf_counter() - t0, 2)
+        _no_exception(page, "Home before the click")
+        t_click = time.perf_counter()
+        button.click()
+        page.locator(CHART).first.wait_for(state="visible")
+        timings["click_to_first_chart_s"] = round(time.perf_counter() - t_click, 2)
+        timings["server_start_to_first_chart_s"] = round(time.perf_counter() - t0, 2)
+        for text in ("Figure 1 reborn: CNN variants", "Figure 2 reborn: U-Net variants",
+                     "U-Net test pixel accuracy by epoch budget", "Loaded 14 run(s) from 2 bundle(s)"):
+            page.get_by_text(text).first.wait_for()
+        page.locator(CHART).nth(1).wait_for(state="visible")     # both figures drawn
+        _settle(page)
+        table = page.get_by_test_id("stTable")
+        table.wait_for()            # element components load lazily: present in the DOM a moment later
+        assert table.count() == 1
+        cells = table.inner_text()
+        for row in ("Normal", "Nearest Neighbor", "Using ELU", "Nearest and ELU", "(n=2)"):
+            assert row in cells, (row, cells)
+        assert page.locator(".vega-embed").count() == 2
+        _no_exception(page, "Home after opening the study")
+        timings["home_renderer"] = _renderer(page)
+        _warn_overflow(timings, "home_chart_overflow_px", page)
+        _screenshot(page, "browser_home_study.png")
+
+        # Compare via the sidebar nav: charts from the same bundles
+        nav = page.get_by_test_id("stSidebarNav")
+        t_nav = time.perf_counter()
+        nav.get_by_role("link", name="Compare").click()
+        page.wait_for_url("**/compare")
+        page.get_by_role("heading", name="Compare variants").wait_for()
+        page.locator(CHART).first.wait_for(state="visible")
+        timings["nav_to_compare_first_chart_s"] = round(time.perf_counter() - t_nav, 2)
+        _settle(page)
+        _no_exception(page, "Compare")
+        timings["compare_renderer"] = _renderer(page)
+        _warn_overflow(timings, "compare_chart_overflow_px", page)
+        _screenshot(page, "browser_compare.png")
+
+        # Runs via the sidebar nav: the isolated store is empty, so it says so
+        t_nav = time.perf_counter()
+        nav.get_by_role("link", name="Runs").click()
+        page.wait_for_url("**/runs")
+        page.get_by_role("heading", name="Runs").first.wait_for()
+        page.get_by_text("No runs in the store yet").wait_for()
+        page.get_by_role("heading", name="Bundles").wait_for()
+        timings["nav_to_runs_rendered_s"] = round(time.perf_counter() - t_nav, 2)
+        _settle(page)
+        _no_exception(page, "Runs")
+        _screenshot(page, "browser_runs.png")
+        timings["browser_console_errors"] = console_errors[:20]
+        timings["browser_failed_requests"] = failed_requests[:20]
     timings["server_start_to_end_s"] = round(time.perf_counter() - t0, 2)
     _save_timings(timings)
     print("\nbrowser timings:", json.dumps(timings, indent=2))
@@ -414,126 +424,114 @@ def test_train_from_the_ui_watch_live_reload_mid_run(browser_tools, server):
     end, then check the Runs page. The server fixture stops the trainer processes the app started."""
     from adlapp.store import RunStore
 
-    chromium, sync_playwright = browser_tools
     url, health_s, t0, log_path = server
     store_dir = log_path.parent / "store"          # the fixture's ADLAPP_STORE
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "browser_live_failure.png").unlink(missing_ok=True)
     timings: dict = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(UI_TIMEOUT_MS)
+    with _browser_page(browser_tools, log_path, "browser_live_failure.png") as page:
 
-            # a page URL first on a fresh server: it must still run through app.py (sidebar nav present)
-            t_open = time.perf_counter()
-            page.goto(url + "/cnn")
-            page.get_by_role("heading", name=CNN_HEADING).wait_for()
-            nav = page.get_by_test_id("stSidebarNav")
-            nav.wait_for()
-            for link in ("Home", "CNN", "U-Net", "Compare", "Runs"):
-                assert nav.get_by_role("link", name=link, exact=True).count() == 1, link
-            _settle(page)
-            _no_exception(page, "CNN on first visit")
-            timings["live_open_cnn_s"] = round(time.perf_counter() - t_open, 2)
+        # a page URL first on a fresh server: it must still run through app.py (sidebar nav present)
+        t_open = time.perf_counter()
+        page.goto(url + "/cnn")
+        page.get_by_role("heading", name=CNN_HEADING).wait_for()
+        nav = page.get_by_test_id("stSidebarNav")
+        nav.wait_for()
+        for link in ("Home", "CNN", "U-Net", "Compare", "Runs"):
+            assert nav.get_by_role("link", name=link, exact=True).count() == 1, link
+        _settle(page)
+        _no_exception(page, "CNN on first visit")
+        timings["live_open_cnn_s"] = round(time.perf_counter() - t_open, 2)
 
-            _choose_tiny_study(page)
-            _no_exception(page, "CNN after choosing the study")
-            assert re.match(r"4 run\(s\): 0 [^,]+, 0 [^,]+, 0 [^,]+, 4 to train", _summary(page)), _summary(page)
+        _choose_tiny_study(page)
+        _no_exception(page, "CNN after choosing the study")
+        assert re.match(r"4 run\(s\): 0 [^,]+, 0 [^,]+, 0 [^,]+, 4 to train", _summary(page)), _summary(page)
 
-            # train; progress at once, a live chart once the first epoch is in the store
-            t_click = time.perf_counter()
-            _train(page, 4)
-            page.get_by_text("Queued 4 run(s)").wait_for()
-            page.get_by_test_id("stProgress").first.wait_for()
-            timings["live_click_to_progress_s"] = round(time.perf_counter() - t_click, 2)
-            page.locator(CHART).first.wait_for(state="visible", timeout=60_000)
-            timings["live_click_to_first_chart_s"] = round(time.perf_counter() - t_click, 2)
-            store = RunStore(store_dir)
-            keys = {(r["variant"], int(r["seed"])): r["key"] for r in store.runs().to_dict("records")}
-            assert sorted(keys) == sorted(LIVE_RUNS), keys
-            watch = _Watch(page, store, keys)
+        # train; progress at once, a live chart once the first epoch is in the store
+        t_click = time.perf_counter()
+        _train(page, 4)
+        page.get_by_text("Queued 4 run(s)").wait_for()
+        page.get_by_test_id("stProgress").first.wait_for()
+        timings["live_click_to_progress_s"] = round(time.perf_counter() - t_click, 2)
+        page.locator(CHART).first.wait_for(state="visible", timeout=60_000)
+        timings["live_click_to_first_chart_s"] = round(time.perf_counter() - t_click, 2)
+        store = RunStore(store_dir)
+        keys = {(r["variant"], int(r["seed"])): r["key"] for r in store.runs().to_dict("records")}
+        assert sorted(keys) == sorted(LIVE_RUNS), keys
+        watch = _Watch(page, store, keys)
 
-            deadline = time.monotonic() + LIVE_DEADLINE_S
+        deadline = time.monotonic() + LIVE_DEADLINE_S
+        before = watch.sample()
+        while not any(k >= 1 for _, k in before.values()):
+            assert time.monotonic() < deadline, f"no epoch shown: {before}"
+            page.wait_for_timeout(200)
             before = watch.sample()
-            while not any(k >= 1 for _, k in before.values()):
-                assert time.monotonic() < deadline, f"no epoch shown: {before}"
-                page.wait_for_timeout(200)
-                before = watch.sample()
-            assert set(before) == set(LIVE_RUNS), before          # every active run has its bar
-            assert any(st == "running" for st, _ in before.values()), before
-            _no_exception(page, "CNN while training")
-            print(f"\nbefore the reload: {before}")
+        assert set(before) == set(LIVE_RUNS), before          # every active run has its bar
+        assert any(st == "running" for st, _ in before.values()), before
+        _no_exception(page, "CNN while training")
+        print(f"\nbefore the reload: {before}")
 
-            # reload mid-run: a new Streamlit session; the runs keep training in their own processes
-            t_reload = time.perf_counter()
-            page.reload()
-            page.get_by_role("heading", name=CNN_HEADING).wait_for()
-            _settle(page)
-            kept_choice = _summary(page).startswith("4 run(s):")
-            timings["live_reload_keeps_choice"] = kept_choice
-            if not kept_choice:      # the app forgot the study: choose it again, as its user would have to
-                warnings.warn(f"{RELOAD_FORGETS}; the page showed {_summary(page)!r}", stacklevel=1)
-                _choose_tiny_study(page)
-            page.get_by_test_id("stProgress").first.wait_for()
-            page.locator(CHART).first.wait_for(state="visible")
-            timings["live_reload_to_chart_s"] = round(time.perf_counter() - t_reload, 2)
-            _no_exception(page, "CNN after the reload")
-            after = watch.sample()
-            _screenshot(page, "browser_live_training.png")          # mid-run: progress bars and live chart
-            watch.blind.append((t_reload, time.perf_counter()))
-            print(f"after the reload:  {after}")
-            assert re.match(r"4 run\(s\): \d [^,]+, 0 [^,]+, \d [^,]+, 0 to train", _summary(page)), _summary(page)
-            assert after, "nothing training any more right after the reload: make LIVE_EPOCHS larger"
-            for run, (_, k) in before.items():          # nothing lost: each run is as far or further on
-                if run in after:
-                    assert after[run][1] >= k, (run, before, after)
-                else:
-                    assert watch.in_store[run][0] == "done", (run, before, after, watch.in_store)
-            page.get_by_role("button", name=re.compile(                                     # no re-queueing
-                r"^(Train missing runs: none missing|Training \d+ run)")).first.wait_for()
-            _wait_grid(page, 0, lambda rows: len(rows) == 4 and {r["where"] for r in rows} <= {
-                _place("training"), _place("store")}, "after the reload the plan should see the runs")
+        # reload mid-run: a new Streamlit session; the runs keep training in their own processes
+        t_reload = time.perf_counter()
+        page.reload()
+        page.get_by_role("heading", name=CNN_HEADING).wait_for()
+        _settle(page)
+        kept_choice = _summary(page).startswith("4 run(s):")
+        timings["live_reload_keeps_choice"] = kept_choice
+        if not kept_choice:      # the app forgot the study: choose it again, as its user would have to
+            warnings.warn(f"{RELOAD_FORGETS}; the page showed {_summary(page)!r}", stacklevel=1)
+            _choose_tiny_study(page)
+        page.get_by_test_id("stProgress").first.wait_for()
+        page.locator(CHART).first.wait_for(state="visible")
+        timings["live_reload_to_chart_s"] = round(time.perf_counter() - t_reload, 2)
+        _no_exception(page, "CNN after the reload")
+        after = watch.sample()
+        _screenshot(page, "browser_live_training.png")          # mid-run: progress bars and live chart
+        watch.blind.append((t_reload, time.perf_counter()))
+        print(f"after the reload:  {after}")
+        assert re.match(r"4 run\(s\): \d [^,]+, 0 [^,]+, \d [^,]+, 0 to train", _summary(page)), _summary(page)
+        assert after, "nothing training any more right after the reload: make LIVE_EPOCHS larger"
+        for run, (_, k) in before.items():          # nothing lost: each run is as far or further on
+            if run in after:
+                assert after[run][1] >= k, (run, before, after)
+            else:
+                assert watch.in_store[run][0] == "done", (run, before, after, watch.in_store)
+        page.get_by_role("button", name=re.compile(                                     # no re-queueing
+            r"^(Train missing runs: none missing|Training \d+ run)")).first.wait_for()
+        _wait_grid(page, 0, lambda rows: len(rows) == 4 and {r["where"] for r in rows} <= {
+            _place("training"), _place("store")}, "after the reload the plan should see the runs")
 
-            # the end: every bar gone, the store done, the page re-planned once by itself
-            while watch.sample() or any(st != "done" for st, _ in watch.in_store.values()):
-                assert time.monotonic() < deadline, f"not finished after {LIVE_DEADLINE_S} s: {watch.in_store}"
-                page.wait_for_timeout(250)
-            page.get_by_text(re.compile(r"^4 run\(s\): 4 ")).wait_for()
-            timings["live_click_to_all_finished_s"] = round(time.perf_counter() - t_click, 2)
-            timings["live_max_epoch_lag"] = watch.max_epoch_lag
-            timings["live_max_lag_s"] = watch.max_lag_s()
-            assert len(store.runs()) == 4 and set(store.runs()["last_epoch"]) == {LIVE_EPOCHS}
-            _settle(page)
-            assert page.locator(CHART).count() >= 1
-            _no_exception(page, "CNN after training")
-            t_grid = time.perf_counter()
-            _wait_grid(page, 0, lambda rows: sorted((_variant_key(r["variant"]), int(r["seed"])) for r in rows) ==
-                sorted(LIVE_RUNS) and {(r["where"], r["status"]) for r in rows} == {(_place("store"), "done")},
-                "the plan table should list the 4 runs as finished (store), done")
-            timings["live_plan_grid_catch_up_s"] = round(time.perf_counter() - t_grid, 2)
-            _warn_overflow(timings, "live_cnn_chart_overflow_px", page)
-            _screenshot(page, "browser_live_finished.png")
+        # the end: every bar gone, the store done, the page re-planned once by itself
+        while watch.sample() or any(st != "done" for st, _ in watch.in_store.values()):
+            assert time.monotonic() < deadline, f"not finished after {LIVE_DEADLINE_S} s: {watch.in_store}"
+            page.wait_for_timeout(250)
+        page.get_by_text(re.compile(r"^4 run\(s\): 4 ")).wait_for()
+        timings["live_click_to_all_finished_s"] = round(time.perf_counter() - t_click, 2)
+        timings["live_max_epoch_lag"] = watch.max_epoch_lag
+        timings["live_max_lag_s"] = watch.max_lag_s()
+        assert len(store.runs()) == 4 and set(store.runs()["last_epoch"]) == {LIVE_EPOCHS}
+        _settle(page)
+        assert page.locator(CHART).count() >= 1
+        _no_exception(page, "CNN after training")
+        t_grid = time.perf_counter()
+        _wait_grid(page, 0, lambda rows: sorted((_variant_key(r["variant"]), int(r["seed"])) for r in rows) ==
+            sorted(LIVE_RUNS) and {(r["where"], r["status"]) for r in rows} == {(_place("store"), "done")},
+            "the plan table should list the 4 runs as finished (store), done")
+        timings["live_plan_grid_catch_up_s"] = round(time.perf_counter() - t_grid, 2)
+        _warn_overflow(timings, "live_cnn_chart_overflow_px", page)
+        _screenshot(page, "browser_live_finished.png")
 
-            # Runs: the four runs, done
-            t_nav = time.perf_counter()
-            nav.get_by_role("link", name="Runs").click()
-            page.wait_for_url("**/runs")
-            page.get_by_role("button", name="Export 4 finished run(s) as a bundle").wait_for()
-            _settle(page)
-            _no_exception(page, "Runs after training")
-            done = ("done", str(LIVE_EPOCHS), str(LIVE_EPOCHS))
-            _wait_grid(page, 0, lambda rows: sorted((_variant_key(r["variant"]), int(r["seed"])) for r in rows) ==
-                sorted(LIVE_RUNS) and {(r["status"], r["epoch"], r["epochs"]) for r in rows} == {done},
-                "the Runs table should list the 4 runs as done")
-            page.get_by_text("trainer processes alive:").first.wait_for()
-            timings["live_nav_to_runs_s"] = round(time.perf_counter() - t_nav, 2)
-        except Exception:
-            _report_failure(page, "browser_live_failure.png", log_path)
-            raise
-        finally:
-            browser.close()
+        # Runs: the four runs, done
+        t_nav = time.perf_counter()
+        nav.get_by_role("link", name="Runs").click()
+        page.wait_for_url("**/runs")
+        page.get_by_role("button", name="Export 4 finished run(s) as a bundle").wait_for()
+        _settle(page)
+        _no_exception(page, "Runs after training")
+        done = ("done", str(LIVE_EPOCHS), str(LIVE_EPOCHS))
+        _wait_grid(page, 0, lambda rows: sorted((_variant_key(r["variant"]), int(r["seed"])) for r in rows) ==
+            sorted(LIVE_RUNS) and {(r["status"], r["epoch"], r["epochs"]) for r in rows} == {done},
+            "the Runs table should list the 4 runs as done")
+        page.get_by_text("trainer processes alive:").first.wait_for()
+        timings["live_nav_to_runs_s"] = round(time.perf_counter() - t_nav, 2)
     _save_timings(timings)
     print("\nlive timings:", json.dumps(timings, indent=2))
     assert kept_choice, RELOAD_FORGETS
@@ -559,111 +557,99 @@ def test_walk_train_reload_import_cancel_compare(browser_tools, server, course_b
     queued, starts: still one entry; cancel it → Compare: a preset survives a reload. No traceback in the log."""
     from adlapp.store import RunStore
 
-    chromium, sync_playwright = browser_tools
     url, _, t0, log_path = server
     store = RunStore(log_path.parent / "store")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "browser_walk_failure.png").unlink(missing_ok=True)
     timings: dict = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(UI_TIMEOUT_MS)
-            deadline = time.monotonic() + WALK_DEADLINE_S
-            page.goto(url + "/cnn")
-            page.get_by_role("heading", name=CNN_HEADING).wait_for()
+    with _browser_page(browser_tools, log_path, "browser_walk_failure.png") as page:
+        deadline = time.monotonic() + WALK_DEADLINE_S
+        page.goto(url + "/cnn")
+        page.get_by_role("heading", name=CNN_HEADING).wait_for()
+        _settle(page)
+        for box in ("BN + Adam (cnn/bn-adam)", "SGD (cnn/sgd)"):
+            _widget(page, "stCheckbox", box).click()
             _settle(page)
-            for box in ("BN + Adam (cnn/bn-adam)", "SGD (cnn/sgd)"):
-                _widget(page, "stCheckbox", box).click()
-                _settle(page)
-            _set_input(page, "stTextInput", SEEDS_LABEL, "2")
-            _set_input(page, "stNumberInput", "epochs", str(WALK_EPOCHS))
-            page.get_by_text("Advanced: training-set size and batch size").click()
-            _set_input(page, "stNumberInput", CARDS_LABEL, "1")
-            assert _summary(page).endswith("2 to train."), _summary(page)
-            _train(page, 2)
-            page.get_by_text("Queued 2 run(s)").wait_for()
-            page.get_by_text(re.compile(r"seed \d: running, epoch")).first.wait_for(timeout=60_000)
-            keys = {int(r["seed"]): r["key"] for r in store.runs().to_dict("records")}
-            assert sorted(keys) == [0, 1], keys
-            _no_exception(page, "CNN while training")
+        _set_input(page, "stTextInput", SEEDS_LABEL, "2")
+        _set_input(page, "stNumberInput", "epochs", str(WALK_EPOCHS))
+        page.get_by_text("Advanced: training-set size and batch size").click()
+        _set_input(page, "stNumberInput", CARDS_LABEL, "1")
+        assert _summary(page).endswith("2 to train."), _summary(page)
+        _train(page, 2)
+        page.get_by_text("Queued 2 run(s)").wait_for()
+        page.get_by_text(re.compile(r"seed \d: running, epoch")).first.wait_for(timeout=60_000)
+        keys = {int(r["seed"]): r["key"] for r in store.runs().to_dict("records")}
+        assert sorted(keys) == [0, 1], keys
+        _no_exception(page, "CNN while training")
 
-            # reload mid-run: the choices come back from the URL and the view is still live
-            page.reload()
-            page.get_by_role("heading", name=CNN_HEADING).wait_for()
-            _settle(page)
-            assert _summary(page).startswith("2 run(s): "), _summary(page)
-            page.get_by_text(re.compile(r"seed \d: running, epoch")).first.wait_for()
-            _no_exception(page, "CNN after the reload")
-            _screenshot(page, "browser_walk_cnn_training.png")
-            timings["walk_training_reloaded_s"] = round(time.perf_counter() - t0, 2)
+        # reload mid-run: the choices come back from the URL and the view is still live
+        page.reload()
+        page.get_by_role("heading", name=CNN_HEADING).wait_for()
+        _settle(page)
+        assert _summary(page).startswith("2 run(s): "), _summary(page)
+        page.get_by_text(re.compile(r"seed \d: running, epoch")).first.wait_for()
+        _no_exception(page, "CNN after the reload")
+        _screenshot(page, "browser_walk_cnn_training.png")
+        timings["walk_training_reloaded_s"] = round(time.perf_counter() - t0, 2)
 
-            # Runs: the active runs, running first; pick the waiting run for cancelling while it is queued
-            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Runs").click()
-            page.wait_for_url("**/runs")
-            page.get_by_role("heading", name="Runs").first.wait_for()
-            _settle(page)
-            _wait_grid(page, 0, lambda r: len(r) == 2 and r[0]["status"] == "running", "running first")
-            assert store.get(keys[1])["status"] == "queued", "the second run should still wait: more epochs"
-            label = f"Adam seed 1 · {keys[1][:8]}"
-            _choose_option(page, "stMultiSelect", "cancel runs (queued or running)", label)
+        # Runs: the active runs, running first; pick the waiting run for cancelling while it is queued
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Runs").click()
+        page.wait_for_url("**/runs")
+        page.get_by_role("heading", name="Runs").first.wait_for()
+        _settle(page)
+        _wait_grid(page, 0, lambda r: len(r) == 2 and r[0]["status"] == "running", "running first")
+        assert store.get(keys[1])["status"] == "queued", "the second run should still wait: more epochs"
+        label = f"Adam seed 1 · {keys[1][:8]}"
+        _choose_option(page, "stMultiSelect", "cancel runs (queued or running)", label)
 
-            # import a bundle: the table, the export count and the pickers show its runs at once
-            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
-                str(course_bundles / "cnn.zip"))
-            page.get_by_role("button", name="Import bundle").click()
-            page.get_by_text("Imported 6 new run(s).").wait_for()
-            _settle(page)
-            assert page.get_by_text("No runs in the store yet").count() == 0
-            page.get_by_role("button", name=re.compile(r"Export [6-7] finished run\(s\)")).wait_for()
-            _wait_grid(page, 0, lambda r: len(r) == 8, "the 6 imported runs at once")
-            _no_exception(page, "Runs after the import")
+        # import a bundle: the table, the export count and the pickers show its runs at once
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+            str(course_bundles / "cnn.zip"))
+        page.get_by_role("button", name="Import bundle").click()
+        page.get_by_text("Imported 6 new run(s).").wait_for()
+        _settle(page)
+        assert page.get_by_text("No runs in the store yet").count() == 0
+        page.get_by_role("button", name=re.compile(r"Export [6-7] finished run\(s\)")).wait_for()
+        _wait_grid(page, 0, lambda r: len(r) == 8, "the 6 imported runs at once")
+        _no_exception(page, "Runs after the import")
 
-            # the queued run starts: the picked entry stays one chip, then it is cancelled
-            while store.get(keys[1])["status"] != "running":
-                assert time.monotonic() < deadline, store.runs()[["key", "status", "last_epoch"]]
-                page.wait_for_timeout(250)
-            page.wait_for_timeout(2 * 1000)                  # two ticks of the live fragment
-            cancel_box = _widget(page, "stMultiSelect", "cancel runs (queued or running)")
-            chips = cancel_box.locator("[data-tag]").all_inner_texts()
-            assert chips == [label], chips
-            _no_exception(page, "Runs after the run started")
-            page.get_by_role("button", name="Cancel selected").click()
-            page.get_by_text(re.compile(r"Adam seed 1 · .*cancel")).first.wait_for()
-            while store.get(keys[1])["status"] != "cancelled":
-                assert time.monotonic() < deadline, store.get(keys[1])
-                page.wait_for_timeout(250)
-            _settle(page)
-            _no_exception(page, "Runs after cancelling")
-            _screenshot(page, "browser_walk_runs.png")
-            timings["walk_cancelled_s"] = round(time.perf_counter() - t0, 2)
+        # the queued run starts: the picked entry stays one chip, then it is cancelled
+        while store.get(keys[1])["status"] != "running":
+            assert time.monotonic() < deadline, store.runs()[["key", "status", "last_epoch"]]
+            page.wait_for_timeout(250)
+        page.wait_for_timeout(2 * 1000)                  # two ticks of the live fragment
+        cancel_box = _widget(page, "stMultiSelect", "cancel runs (queued or running)")
+        chips = cancel_box.locator("[data-tag]").all_inner_texts()
+        assert chips == [label], chips
+        _no_exception(page, "Runs after the run started")
+        page.get_by_role("button", name="Cancel selected").click()
+        page.get_by_text(re.compile(r"Adam seed 1 · .*cancel")).first.wait_for()
+        while store.get(keys[1])["status"] != "cancelled":
+            assert time.monotonic() < deadline, store.get(keys[1])
+            page.wait_for_timeout(250)
+        _settle(page)
+        _no_exception(page, "Runs after cancelling")
+        _screenshot(page, "browser_walk_runs.png")
+        timings["walk_cancelled_s"] = round(time.perf_counter() - t0, 2)
 
-            # Compare: a preset survives a reload (it is in the URL)
-            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Compare").click()
-            page.wait_for_url("**/compare")
-            page.get_by_role("heading", name="Compare variants").wait_for()
-            _settle(page)
-            _choose_option(page, "stSelectbox", "Preset", WALK_PRESET)
-            page.locator(CHART).first.wait_for(state="visible")
-            page.wait_for_function("() => decodeURIComponent(location.search).includes('sig_preset')")
-            page.reload()
-            page.get_by_role("heading", name="Compare variants").wait_for()
-            _settle(page)
-            preset = _widget(page, "stSelectbox", "Preset")
-            shown = preset.evaluate("e => e.innerText + ' ' + [...e.querySelectorAll('input')].map(i => i.value)"
-                                    ".join(' ')")
-            assert WALK_PRESET in shown, shown
-            page.locator(CHART).first.wait_for(state="visible")
-            _no_exception(page, "Compare after the reload")
-            _screenshot(page, "browser_walk_compare.png")
-            timings["walk_end_s"] = round(time.perf_counter() - t0, 2)
-            log = log_path.read_text()
-            assert "Traceback" not in log, log[-3000:]
-        except Exception:
-            _report_failure(page, "browser_walk_failure.png", log_path)
-            raise
-        finally:
-            browser.close()
+        # Compare: a preset survives a reload (it is in the URL)
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Compare").click()
+        page.wait_for_url("**/compare")
+        page.get_by_role("heading", name="Compare variants").wait_for()
+        _settle(page)
+        _choose_option(page, "stSelectbox", "Preset", WALK_PRESET)
+        page.locator(CHART).first.wait_for(state="visible")
+        page.wait_for_function("() => decodeURIComponent(location.search).includes('sig_preset')")
+        page.reload()
+        page.get_by_role("heading", name="Compare variants").wait_for()
+        _settle(page)
+        preset = _widget(page, "stSelectbox", "Preset")
+        shown = preset.evaluate("e => e.innerText + ' ' + [...e.querySelectorAll('input')].map(i => i.value)"
+                                ".join(' ')")
+        assert WALK_PRESET in shown, shown
+        page.locator(CHART).first.wait_for(state="visible")
+        _no_exception(page, "Compare after the reload")
+        _screenshot(page, "browser_walk_compare.png")
+        timings["walk_end_s"] = round(time.perf_counter() - t0, 2)
+        log = log_path.read_text()
+        assert "Traceback" not in log, log[-3000:]
     _save_timings(timings)
     print("\nwalk timings:", json.dumps(timings, indent=2))

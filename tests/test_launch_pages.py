@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
-from conftest import ROOT, tiny, tiny_cnn_page, tiny_unet_page
+from conftest import ROOT, assert_refused, tiny, tiny_cnn_page, tiny_unet_page, type_into
 from streamlit.testing.v1 import AppTest
 
 from adlapp import estimate, planning, report
@@ -193,14 +193,8 @@ def test_after_train_the_plan_and_button_show_training(app_env, no_trainers):
 def test_an_invalid_value_is_named_and_the_button_disabled(app_env, widget, value, message):
     at = tiny_cnn_page(page("cnn"), seeds="1")      # short: the button needs no confirmation
     assert not at.button(key="cnn_train_btn").disabled
-    if isinstance(value, str):
-        at.text_input(key=widget).set_value(value)
-    else:
-        at.number_input(key=widget).set_value(value)
-    at.run()
-    assert not at.exception, at.exception
-    assert any(message in e.value for e in at.error), [e.value for e in at.error]
-    assert at.button(key="cnn_train_btn").disabled
+    type_into(at, widget, value)
+    assert_refused(at, message)
 
 
 def test_make_requests_refuses_a_learning_rate_that_is_not_positive():
