@@ -539,7 +539,7 @@ def test_train_from_the_ui_watch_live_reload_mid_run(browser_tools, server):
 
 # -- one walk: train, watch, reload, import, cancel a run that started, a Compare preset through a reload -------
 WALK_EPOCHS = 60            # two runs one after the other (concurrency 1 on CPU): the second trains long enough
-WALK_DEADLINE_S = 150       # the whole walk, training included, stays well under 4 minutes
+WALK_DEADLINE_S = 300       # a bound, not a target: the walk takes ~45-75 s; a loaded 2-core CI box needs slack
 WALK_PRESET = "Course: U-Net variants at 200/400/1000"
 
 
