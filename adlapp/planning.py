@@ -60,6 +60,12 @@ def registry_names(experiment: str) -> list[str]:
 
 
 # -- the one path from choices to a RunConfig ---------------------------------------------------------------
+def _decimal(x: float | None) -> float | None:
+    """`x` at 12 significant digits: a number input's stepper (0.01 + 0.001 - 0.001 = 0.009999999999999998)
+    must not make a new variant, a new run key and a retraining of runs the store already has."""
+    return float(f"{x:.12g}") if isinstance(x, float) and math.isfinite(x) else x
+
+
 @dataclass(frozen=True)
 class Toggles:
     """Model and optimizer settings to apply on top of a config; None leaves the config's value."""
@@ -76,7 +82,8 @@ class Toggles:
     def apply(self, cfg: RunConfig) -> RunConfig:
         model = _given(batchnorm=self.batchnorm, activation=self.activation, upsampling=self.upsampling,
                        depth=self.depth, base_width=self.base_width)
-        optim = _given(name=self.optimizer, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        optim = _given(name=self.optimizer, lr=_decimal(self.lr), momentum=_decimal(self.momentum),
+                       weight_decay=_decimal(self.weight_decay))
         return replace(cfg, model=replace(cfg.model, **model), optim=replace(cfg.optim, **optim))
 
 

@@ -18,7 +18,7 @@ from conftest import ROOT, assert_refused, tiny, tiny_cnn_page, tiny_unet_page, 
 from streamlit.testing.v1 import AppTest
 
 from adlapp import library, live, planning, report
-from adlapp.config import EXPERIMENT_INFO, base_config, parse_seeds, run_key, variant
+from adlapp.config import EXPERIMENT_INFO, base_config, parse_seeds, run_key, variant, variant_label
 from adlapp.devices import DeviceInfo, parse_nvidia_smi
 from adlapp.folder_layout import check_dataset_folder
 from adlapp.jobs import WorkerRegistry
@@ -369,6 +369,17 @@ def test_one_path_to_a_config_trims_evaluations_to_the_run():
     assert cfg == replace(variant("unet/elu"), epochs=300, eval_at=(200,))
     assert planning.configure(variant("unet/normal"), sizes=planning.Sizes(eval_at=(400, 200, 200, 1000))) == \
         variant("unet/normal")
+
+
+def test_a_stepped_learning_rate_is_the_same_variant_and_run():
+    """The lr stepper's float noise (0.01 + 0.001 - 0.001 != 0.01) must not make a custom variant, a new key
+    and a retraining of runs the store has."""
+    noisy = 0.01 + 0.001 - 0.001
+    assert noisy != 0.01
+    cfg = planning.Toggles(lr=noisy).apply(variant("cnn/adam"))
+    assert cfg == variant("cnn/adam") and variant_label(cfg) == "cnn/adam"
+    assert run_key(cfg, 0) == run_key(variant("cnn/adam"), 0)
+    assert planning.Toggles(lr=0.0123456789012345).apply(variant("cnn/adam")).optim.lr == 0.0123456789012
 
 
 @pytest.mark.parametrize("choice,message", [

@@ -140,6 +140,35 @@ def _settle(page) -> None:
         " return a && a.getAttribute('data-test-script-state') !== 'running'; }", timeout=UI_TIMEOUT_MS)
 
 
+_COUNT_RERUNS = """() => {
+  window.__adlReruns = 0;
+  if (!window.__adlObserver) {
+    window.__adlObserver = new MutationObserver(changes => {
+      for (const c of changes) if (c.target.getAttribute('data-test-script-state') === 'running') window.__adlReruns++;
+    });
+    window.__adlObserver.observe(document.body,
+      {attributes: true, subtree: true, attributeFilter: ['data-test-script-state']});
+  }
+}"""
+
+
+def _rerun(page, action) -> None:
+    """Do `action` (a click, an Enter) and wait for the script run it starts to finish. _settle alone can look
+    before that run has begun (the widget's message is still on its way to the server) and then reads the old
+    page: a stale button or tick box that the new run removes under the test's hands. So count the transitions
+    to 'running' from just before the action, wait for one (an action that changes nothing starts no run: a
+    short wait, then carry on), then settle."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.evaluate(_COUNT_RERUNS)
+    action()
+    try:
+        page.wait_for_function("() => window.__adlReruns > 0", timeout=5_000)
+    except PlaywrightTimeout:
+        pass
+    _settle(page)
+
+
 def _no_exception(page, where: str) -> None:
     boxes = page.locator(EXCEPTION)
     assert boxes.count() == 0, f"Streamlit exception on {where}: {boxes.first.inner_text()[:2000]}"
@@ -337,14 +366,12 @@ def _widget(page, test_id: str, label):
 def _set_input(page, test_id: str, label, value: str) -> None:
     box = _widget(page, test_id, label).locator("input")
     box.fill(value)
-    box.press("Enter")              # Streamlit takes a text/number input's value on Enter (or blur)
-    _settle(page)
+    _rerun(page, lambda: box.press("Enter"))    # Streamlit takes a text/number input's value on Enter (or blur)
 
 
 def _choose_tiny_study(page) -> None:
     """Through the real widgets: SGD unticked, 2 seeds, LIVE_EPOCHS epochs, 1 training card per class."""
-    _widget(page, "stCheckbox", "SGD (cnn/sgd)").click()
-    _settle(page)
+    _rerun(page, _widget(page, "stCheckbox", "SGD (cnn/sgd)").click)
     _set_input(page, "stTextInput", SEEDS_LABEL, "2")
     _set_input(page, "stNumberInput", "epochs", str(LIVE_EPOCHS))
     page.get_by_text("Advanced: training-set size and batch size").click()
@@ -357,8 +384,7 @@ def _train(page, n: int) -> None:
     button.wait_for()
     _settle(page)
     if button.is_disabled():            # above the threshold: the cost must be acknowledged first
-        page.get_by_test_id("stCheckbox").filter(has=page.get_by_text(re.compile(r"^I understand"))).click()
-        _settle(page)
+        _rerun(page, page.get_by_test_id("stCheckbox").filter(has=page.get_by_text(re.compile(r"^I understand"))).click)
     button.click()
 
 
@@ -544,11 +570,21 @@ WALK_PRESET = "Course: U-Net variants at 200/400/1000"
 
 
 def _choose_option(page, test_id: str, label: str, option: str) -> None:
-    """Open a selectbox/multiselect by its label and click one option in its list."""
-    _widget(page, test_id, label).get_by_role("combobox").first.click()
-    page.get_by_role("option", name=option).first.click()
-    page.keyboard.press("Escape")
-    _settle(page)
+    """Open a selectbox/multiselect by its label and click one option in its list. Inside a polling fragment
+    (the Runs page's cancel picker) a tick can redraw the widget and close its list between the two clicks:
+    then open it again, for up to UI_TIMEOUT_MS."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+    while True:
+        _widget(page, test_id, label).get_by_role("combobox").first.click()
+        try:
+            page.get_by_role("option", name=option).first.click(timeout=3_000)
+            break
+        except PlaywrightTimeout:
+            assert time.monotonic() < deadline, f"option {option!r} of {label!r} never clickable"
+            page.keyboard.press("Escape")
+    _rerun(page, lambda: page.keyboard.press("Escape"))
 
 
 def test_walk_train_reload_import_cancel_compare(browser_tools, server, course_bundles):
@@ -566,8 +602,7 @@ def test_walk_train_reload_import_cancel_compare(browser_tools, server, course_b
         page.get_by_role("heading", name=CNN_HEADING).wait_for()
         _settle(page)
         for box in ("BN + Adam (cnn/bn-adam)", "SGD (cnn/sgd)"):
-            _widget(page, "stCheckbox", box).click()
-            _settle(page)
+            _rerun(page, _widget(page, "stCheckbox", box).click)
         _set_input(page, "stTextInput", SEEDS_LABEL, "2")
         _set_input(page, "stNumberInput", "epochs", str(WALK_EPOCHS))
         page.get_by_text("Advanced: training-set size and batch size").click()
