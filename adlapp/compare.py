@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adlapp import stats
+from adlapp import datacards, health, stats
 from adlapp.config import (
+    EXPERIMENT_INFO,
     EXPERIMENTS,
     RUN_ONLY_FIELDS,
     VARIANTS,
@@ -40,18 +41,22 @@ from adlapp.config import (
     display_name,
     training_signature,
 )
+from adlapp.health import Health
 from adlapp.metrics import Metric, compare_metrics, metric
 from adlapp.store import ACTIVE, FINISHED, RunTables
 
 __all__ = [
-    "ALPHA", "MIN_N", "MAX_CURVE_POINTS", "MAX_PRESET_EPOCHS", "CUSTOM", "variant_rank", "series_table", "one_per_seed",
+    "ALPHA", "CI_LEVEL", "MIN_N", "MAX_CURVE_POINTS", "MAX_PRESET_EPOCHS", "CUSTOM", "variant_rank", "series_table",
+    "one_per_seed",
     "runs_frame", "test_summary", "options", "Selection", "Preset", "PRESETS", "default_preset", "resolve",
-    "restrict", "Group", "Gap", "extract_groups", "family_of", "Comparison", "compare_groups", "analyse",
+    "restrict", "Group", "Gap", "extract_groups", "run_health", "chance_levels", "baselines", "family_of", "pairing",
+    "Comparison", "compare_groups", "analyse", "SeedSpread", "seed_spread",
     "PowerPlan", "power_plan", "SeedPlan", "missing_seeds", "seed_requests", "CurveTest", "curve_test",
     "Finding", "READING", "course_study",
 ]
 
 ALPHA = 0.05
+CI_LEVEL = 0.95                     # every CI of a single pair; a family's simultaneous CI widens it (Bonferroni)
 MIN_N = 3                           # below this a pair is shown but not tested (Welch df ~1, CI useless)
 MAX_CURVE_POINTS = 200              # epochs tested along a curve; the family is the epochs shown
 MAX_PRESET_EPOCHS = 3               # a preset whose course epochs are not in the data takes at most this many
@@ -198,6 +203,8 @@ class Selection:
     metric: str                       # adlapp.metrics key, e.g. "test_acc"
     pairs: tuple[tuple[str, str], ...] = ()   # explicit (variant a, variant b) pairs at each epoch: one family
     cross: bool = False               # also different series at different epochs, in a family of their own
+    exclude_flagged: bool = False     # leave out runs adlapp.health flags (collapsed, exploded) at that epoch
+    pair_seeds: bool = False          # pair different series by seed (common random numbers): paired t
 
 
 @dataclass(frozen=True)
@@ -281,6 +288,8 @@ class Group:
     n_pending: int = 0                # queued/running runs that will add to this group, not included yet
     n_duplicates: int = 0             # runs repeating a seed of the same series, counted once
     series: str = ""                  # the series label; "" means the variant is the series
+    flags: tuple[tuple[int, Health], ...] = ()   # (seed, health) of every flagged run, kept or left out
+    n_flagged_out: int = 0            # flagged runs left out (Selection.exclude_flagged), not in `values`
 
     @property
     def n(self) -> int:
@@ -294,6 +303,11 @@ class Group:
     def training(self) -> str:
         """The series: groups with the same `training` are the same runs scored at different epochs."""
         return self.series or self.variant
+
+    def by_seed(self) -> dict[int, tuple[str, float]]:
+        """seed -> (run key, value) of the runs in `values`."""
+        keys = self.keys if len(self.keys) == len(self.seeds) else ("",) * len(self.seeds)   # "": key unknown
+        return {s: (k, float(x)) for s, k, x in zip(self.seeds, keys, self.values, strict=True)}
 
 
 @dataclass(frozen=True)
@@ -324,18 +338,22 @@ def _covers(row: dict[str, Any], m: Metric, epoch: int) -> bool:
 
 
 def extract_groups(tables: RunTables, experiment: str, variants: Sequence[str], epochs: Sequence[int],
-                   metric_: Metric | str) -> tuple[list[Group], list[Gap]]:
+                   metric_: Metric | str, exclude_flagged: bool = False) -> tuple[list[Group], list[Gap]]:
     """One group per (variant, series, epoch), in that order, plus the gaps the page reports.
 
     Finished runs (done, diverged) scored at the epoch belong to the group; a diverged one without a value
     there is NaN, so `adlapp.stats` excludes and counts it. A done run without the value says nothing and is
     a gap. Queued/running runs are counted in `n_pending` only. A seed counts once per series (the first
     run with a finite value is kept). A (variant, epoch) without any finished run is a gap, not a group.
+    Every run is checked by adlapp.health over its epochs up to the group's epoch; flagged runs (collapsed,
+    exploded, diverged) are listed in `Group.flags` and, with `exclude_flagged`, collapsed and exploded ones
+    are left out of `values` and counted in `n_flagged_out` (a diverged run is NaN either way).
     """
     m = _metric(metric_)
     runs = runs_frame(tables, experiment)
     runs = runs[runs["variant"].isin(list(variants))]
     values = _lookup(tables, m, set(runs["key"]))
+    health_at = {e: run_health(tables, runs, e) for e in dict.fromkeys(epochs)}
     multi = len(set(epochs)) > 1
     groups: list[Group] = []
     gaps: list[Gap] = []
@@ -345,14 +363,73 @@ def extract_groups(tables: RunTables, experiment: str, variants: Sequence[str], 
             rows = mine[mine["series"] == series].to_dict("records")
             for e in epochs:
                 label = f"{series} @ {e}" if multi else series
-                group, gap = _group(rows, v, series, e, label, m, values)
+                group, gap = _group(rows, v, series, e, label, m, values, health_at[e], exclude_flagged)
                 gaps += [gap] if gap else []
                 groups += [group] if group else []
     return groups, gaps
 
 
+def run_health(tables: RunTables, runs: pd.DataFrame, epoch: int | None = None) -> dict[str, Health]:
+    """key -> Health of each run in `runs` over its epochs up to `epoch` (None: all), from its per-epoch rows
+    (adlapp.health). Chance is the data's (adlapp.datacards): 1/classes for the cards' validation accuracy,
+    0 for the vessels' validation F1 (what predicting background everywhere scores)."""
+    if runs.empty:
+        return {}
+    epochs = tables.epochs[tables.epochs["key"].isin(set(runs["key"]))]
+    levels = chance_levels(runs)
+    out: dict[str, Health] = {}
+    for level in set(levels.values()):
+        mine = runs[runs["key"].map(levels) == level]
+        out.update(health.flag_runs(mine, epochs[epochs["key"].isin(set(mine["key"]))], level, upto=epoch))
+    return out
+
+
+def chance_levels(runs: pd.DataFrame) -> dict[str, float]:
+    """key -> the validation score a model that learned nothing gets on that run's data: 0 for segmentation
+    F1 (background everywhere), 1/classes for classification on data a data card describes (the cards have
+    53 classes whatever the training-set size). Unknown (a folder data set): 0, so a run is called collapsed
+    only when its score fell below a quarter of its peak, which any fall to a chance level of 1/classes
+    below that also is."""
+    cards = {e: datacards.load(e) for e in set(runs["experiment"])}
+    out: dict[str, float] = {}
+    for key, exp, config in zip(runs["key"], runs["experiment"], runs["config"], strict=True):
+        name = ((_config_dict(config) or {}).get("data") or {}).get("name")
+        card = cards.get(exp)
+        if exp in EXPERIMENT_INFO and EXPERIMENT_INFO[exp].task == "segmentation":
+            out[key] = 0.0
+        elif card is not None and card.chance is not None and card.name == name:
+            out[key] = card.chance
+        else:
+            out[key] = 0.0
+    return out
+
+
+BASELINE_NAMES = {"chance": "chance", "majority": "majority class", "all_background": "all background"}
+
+
+def baselines(experiment: str, metric_key: str, split: str | None = None) -> dict[str, float]:
+    """What trivial predictors score on the built-in data for this metric, from the experiment's data card
+    (computed from the generated data, not typed in): {"chance": 1/53, "majority class": …} for accuracy,
+    {"all background": …} for pixel accuracy and F1; {} for losses, or without a card. `split` overrides the
+    metric's own split (a validation curve against its test metric's baseline)."""
+    card = datacards.load(experiment)
+    if card is None:
+        return {}
+    m = metric(metric_key)
+    split = split or ("test" if m.split == "test" else "val")
+    value = card.baseline(m.key, split) if m.split in ("val", "test") else None
+    if value is None:
+        return {}
+    if card.task == "classification":       # balanced classes: the majority class scores chance, one line
+        same = card.chance is not None and abs(card.chance - value) < 1e-6
+        return {"chance": value} if same else {"chance": card.chance, "majority class": value}
+    return {"all background": value}
+
+
 def _group(rows: list[dict], variant: str, series: str, epoch: int, label: str, m: Metric,
-           values: dict[tuple[str, int], float]) -> tuple[Group | None, Gap | None]:
+           values: dict[tuple[str, int], float], flags: dict[str, Health] | None = None,
+           exclude_flagged: bool = False) -> tuple[Group | None, Gap | None]:
+    flags = flags or {}
     here = [r for r in rows if _covers(r, m, epoch)]
     done = [r for r in here if r["status"] in FINISHED]
     pending = sum(r["status"] in ACTIVE for r in here)
@@ -363,11 +440,15 @@ def _group(rows: list[dict], variant: str, series: str, epoch: int, label: str, 
     for r in usable:                                  # a seed counts once: the first run, a finite value first
         if all(k["seed"] != r["seed"] for k in kept):
             kept.append(r)
+    flagged = tuple((int(r["seed"]), flags[r["key"]]) for r in kept if r["key"] in flags and flags[r["key"]].flagged)
+    out = {seed for seed, h in flagged if h.reason != "diverged"} if exclude_flagged else set()
+    n_out = sum(r["seed"] in out for r in kept)
+    kept = [r for r in kept if r["seed"] not in out]
     if not kept:
         return None, Gap(label, epoch, len(lacking), True, pending)
     group = Group(variant, epoch, label, np.asarray([values.get((r["key"], epoch), math.nan) for r in kept]),
                   tuple(r["seed"] for r in kept), tuple(r["key"] for r in kept), pending,
-                  len(usable) - len(kept), series)
+                  len(usable) - len(kept) - n_out, series, flagged, n_out)
     return group, (Gap(label, epoch, len(lacking)) if lacking else None)
 
 
@@ -422,18 +503,62 @@ class Comparison:
         return int((self.pairs["family"] == self.pairs["family"].iloc[i]).sum())
 
 
-_PAIR_COLUMNS = ["a", "b", "family", *stats.COMPARE_KEYS, "p_adjusted", "significant", "family_size", "tested",
-                 "mwu_shown"]
+_PAIR_COLUMNS = ["a", "b", "family", "test", "paired_by", *stats.COMPARE_KEYS, "n_pairs", "p", "wilcoxon_p", "dz",
+                 "p_adjusted", "significant", "family_size", "ci_adj_low", "ci_adj_high", "tested", "mwu_shown"]
+
+
+def pairing(a: Group, b: Group, pair_seeds: bool = False) -> str:
+    """How the two groups' values are matched: "runs" when they are the same runs scored twice (every
+    finite seed of either is in both, with the same run key: one series at two epochs), "seeds" when asked
+    to pair different runs by seed (`pair_seeds`: same-seed runs share initial weights and batch order
+    across variants), "" when they are independent samples."""
+    fa = {s: k for s, (k, x) in a.by_seed().items() if np.isfinite(x)}
+    fb = {s: k for s, (k, x) in b.by_seed().items() if np.isfinite(x)}
+    if fa and fa == fb and all(fa.values()):
+        return "runs"
+    if pair_seeds and a.training != b.training and len(set(fa) & set(fb)) >= 2:
+        return "seeds"
+    return ""
+
+
+def _matched(a: Group, b: Group) -> tuple[np.ndarray, np.ndarray]:
+    """The values of the seeds both groups have, in seed order: `(n_common,)` each."""
+    va, vb = a.by_seed(), b.by_seed()
+    common = sorted(set(va) & set(vb))
+    return np.asarray([va[s][1] for s in common]), np.asarray([vb[s][1] for s in common])
+
+
+def _pair_row(a: Group, b: Group, family: str, paired_by: str, alpha: float) -> dict[str, Any]:
+    """Welch (independent groups) or the paired t-test (matched values) with its Wilcoxon signed-rank p.
+    The descriptive columns and Hedges' g are the groups' either way; Δ, CI and p are the test's."""
+    row = {"a": a.label, "b": b.label, "family": family, "paired_by": paired_by,
+           **stats.compare(a.values, b.values, alpha=alpha, names=(a.label, b.label)),
+           "n_pairs": 0, "wilcoxon_p": math.nan, "dz": math.nan}
+    if not paired_by:
+        row.update(test="welch", p=row["welch_p"])
+        row["tested"] = a.n >= MIN_N and b.n >= MIN_N
+        return row
+    xa, xb = _matched(a, b)
+    pt = stats.paired(xa, xb, alpha=alpha, names=(a.label, b.label))
+    row.update(test="paired-t", p=pt["p"], welch_p=math.nan, mwu_p=math.nan, n_pairs=pt["n"], diff=pt["diff"],
+               ci_low=pt["ci_low"], ci_high=pt["ci_high"], wilcoxon_p=pt["wilcoxon_p"], dz=pt["dz"],
+               note="; ".join(n for n in (row["note"], pt["note"]) if n))
+    row["tested"] = pt["n"] >= MIN_N
+    return row
 
 
 def compare_groups(groups: Sequence[Group], correction: stats.Correction = "holm", alpha: float = ALPHA,
                    pairs: Sequence[tuple[str, str]] = (), cross: bool = False, gaps: Sequence[Gap] = (),
-                   metric_: Metric | str | None = None) -> Comparison:
+                   metric_: Metric | str | None = None, pair_seeds: bool = False) -> Comparison:
     """Every pair `family_of` admits (or the explicit `pairs`), corrected within its family.
 
-    A pair is tested when both groups have n >= MIN_N; the family is exactly its tested pairs with a Welch
-    p-value (`stats.adjust_within`). Untested pairs keep Δ, CI and g with no p-value. Mann-Whitney's p is
-    blanked where it cannot reach alpha (`mwu_min_p >= alpha`)."""
+    The test follows `pairing`: the paired t-test (Wilcoxon signed-rank beside it) for the same runs scored
+    twice and, with `pair_seeds`, for different series matched by seed; Welch (Mann-Whitney beside it)
+    otherwise. Column `test` says which ("welch" | "paired-t") and `p` is its p-value. A pair is tested when
+    both groups (paired: the matched pairs) have n >= MIN_N; the family is exactly its tested pairs
+    (`stats.adjust_within`). Untested pairs keep Δ, CI and g with no p-value. Mann-Whitney's p is blanked
+    where it cannot reach alpha (`mwu_min_p >= alpha`). `ci_adj_low/high` is Δ's simultaneous CI over the
+    family (Bonferroni: level 1 - 0.05/m), the interval that agrees with the adjusted p."""
     summary = pd.DataFrame([{"label": g.label, "variant": g.variant, "series": g.training, "epoch": g.epoch,
                              **stats.summarize(g.values), "n_pending": g.n_pending} for g in groups])
     points = pd.DataFrame([{"label": g.label, "variant": g.variant, "series": g.training, "seed": s,
@@ -441,28 +566,41 @@ def compare_groups(groups: Sequence[Group], correction: stats.Correction = "holm
                            for g in groups for s, x in zip(g.seeds, g.values, strict=True) if np.isfinite(x)],
                           columns=["label", "variant", "series", "seed", "value"])
     rows = []
+    by_label = {g.label: g for g in groups}
     for a, b, fam in _candidates(groups, pairs, cross):
-        row = {"a": a.label, "b": b.label, "family": fam,
-               **stats.compare(a.values, b.values, alpha=alpha, names=(a.label, b.label))}
-        row["tested"] = a.n >= MIN_N and b.n >= MIN_N
+        row = _pair_row(a, b, fam, pairing(a, b, pair_seeds), alpha)
         if not row["tested"]:
-            row.update(welch_p=math.nan, mwu_p=math.nan)
+            row.update(welch_p=math.nan, mwu_p=math.nan, p=math.nan, wilcoxon_p=math.nan)
         rows.append(row)
-    adjusted, sizes = stats.adjust_within([r["welch_p"] for r in rows], [r["family"] for r in rows], correction)
+    adjusted, sizes = stats.adjust_within([r["p"] for r in rows], [r["family"] for r in rows], correction)
     for r, p, size in zip(rows, adjusted, sizes, strict=True):
         r.update(p_adjusted=p, significant=bool(np.isfinite(p) and p < alpha), family_size=size if r["tested"] else 0)
-        r["mwu_shown"] = bool(r["tested"] and r["mwu_min_p"] < alpha)
+        r["mwu_shown"] = bool(r["tested"] and r["test"] == "welch" and r["mwu_min_p"] < alpha)
         if not r["mwu_shown"]:
             r["mwu_p"] = math.nan
+        r["ci_adj_low"], r["ci_adj_high"] = _simultaneous_ci(r, by_label, size, correction)
     return Comparison(tuple(groups), summary, points, pd.DataFrame(rows, columns=_PAIR_COLUMNS), correction,
                       alpha, tuple(gaps), _metric(metric_) if metric_ is not None else None)
 
 
+def _simultaneous_ci(row: dict[str, Any], groups: dict[str, Group], family_size: int,
+                     correction: stats.Correction) -> tuple[float, float]:
+    """Δ's CI at level 1 - 0.05/m over the m tested pairs of its family (Bonferroni; without a correction,
+    the plain 95 % CI), so that an interval shown next to an adjusted p answers the same question."""
+    if not row["tested"] or family_size < 1:
+        return math.nan, math.nan
+    level = 1 - (1 - CI_LEVEL) / (family_size if correction != "none" else 1)
+    a, b = groups[row["a"]], groups[row["b"]]
+    xa, xb = _matched(a, b) if row["paired_by"] else (a.values, b.values)
+    return stats.mean_diff_ci(xa, xb, level, paired=bool(row["paired_by"]))
+
+
 def analyse(tables: RunTables, sel: Selection, correction: stats.Correction = "holm",
             alpha: float = ALPHA) -> Comparison:
-    """The Compare page's and the Home reading's one analysis: the selection's groups, pairs and families."""
-    groups, gaps = extract_groups(tables, sel.experiment, sel.variants, sel.epochs, sel.metric)
-    return compare_groups(groups, correction, alpha, sel.pairs, sel.cross, gaps, sel.metric)
+    """The Compare page's, the Home reading's and the `compare` CLI's one analysis: the selection's groups,
+    pairs and families."""
+    groups, gaps = extract_groups(tables, sel.experiment, sel.variants, sel.epochs, sel.metric, sel.exclude_flagged)
+    return compare_groups(groups, correction, alpha, sel.pairs, sel.cross, gaps, sel.metric, sel.pair_seeds)
 
 
 # -- how many seeds --------------------------------------------------------------------------------------------
@@ -622,6 +760,45 @@ def curve_test(tables: RunTables, experiment: str, a: Group, b: Group, metric_: 
                                       "hi": w[shown].max().to_numpy(), "n": len(w)})
                         for lab, v, w in zip(labels, variants, (wa, wb), strict=True)], ignore_index=True)
     return CurveTest(curves, tests, curve, labels, variants, (len(wa), len(wb)), da + db, correction=correction)
+
+
+# -- spread across seeds, budget by budget ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class SeedSpread:
+    """How far apart a series' seeds are at each evaluation epoch: the course report's last question ("why is
+    accuracy less dependent on the seed at higher epochs?") asked of these runs.
+
+    table: series, variant, order, epoch, n, sd (ddof=1), lo, hi — one row per group.
+    tests: series, variant, epochs, brown_forsythe_p, levene_p, note — one row per series with at least two
+    evaluation epochs. The groups of one series are the same runs scored at several epochs, not independent
+    samples as Levene's test assumes: read its p as a description of how much the spread changes."""
+    table: pd.DataFrame
+    tests: pd.DataFrame
+    metric: Metric
+
+
+def seed_spread(tables: RunTables, experiment: str, variants: Sequence[str], metric_: Metric | str,
+                exclude_flagged: bool = False) -> SeedSpread:
+    """`SeedSpread` of the test metric `metric_` at every evaluation epoch the runs have."""
+    m = _metric(metric_)
+    opts = options(tables).get(experiment, {"epochs": []})
+    groups, _ = extract_groups(tables, experiment, variants, opts["epochs"], m, exclude_flagged)
+    table = pd.DataFrame([{"series": g.training, "variant": g.variant, "order": variant_rank(g.variant),
+                           "epoch": g.epoch, "n": g.n, "sd": stats.summarize(g.values)["sd"],
+                           "lo": float(np.nanmin(g.values)) if g.n else math.nan,
+                           "hi": float(np.nanmax(g.values)) if g.n else math.nan} for g in groups],
+                         columns=["series", "variant", "order", "epoch", "n", "sd", "lo", "hi"])
+    tests = []
+    for series in dict.fromkeys(g.training for g in groups):
+        mine = [g for g in groups if g.training == series and g.n >= 2]
+        if len(mine) < 2:
+            continue
+        res = stats.spread_test([g.values for g in mine])
+        tests.append({"series": series, "variant": mine[0].variant, "epochs": tuple(g.epoch for g in mine),
+                      "brown_forsythe_p": res["brown_forsythe_p"], "levene_p": res["levene_p"],
+                      "note": res.get("note", "")})
+    return SeedSpread(table, pd.DataFrame(tests, columns=["series", "variant", "epochs", "brown_forsythe_p",
+                                                           "levene_p", "note"]), m)
 
 
 # -- the Home reading's numbers --------------------------------------------------------------------------------

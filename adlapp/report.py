@@ -16,17 +16,19 @@ import numpy as np
 import pandas as pd
 
 from adlapp import compare as cmp
-from adlapp.config import EXPERIMENT_INFO, VARIANTS, display_name
+from adlapp import course_report, datacards, health
+from adlapp.config import EXPERIMENT_INFO, VARIANTS, base_config, display_name
 from adlapp.metrics import by_row, label, test_metrics
 from adlapp.store import FINISHED, RESUMABLE, RunTables
 
 __all__ = [
     "MINUS", "decimals", "number", "p_value", "p_clause", "mean_sd", "duration", "plural", "seed_ranges",
-    "CORRECTION_NAMES", "CORRECTION_SHORT", "METHOD_CAPTION", "OPTIONAL_STOPPING", "FAMILY_RULE",
+    "CORRECTION_NAMES", "CORRECTION_SHORT", "PLAIN_INTRO", "METHOD_CAPTION", "TEST_NAMES", "RANK_NAMES", "test_name",
+    "health_note", "OPTIONAL_STOPPING", "FAMILY_RULE",
     "family_phrase", "family_label", "adjusted", "delta_ci", "axis_label", "pair_sentence", "comparison_notes",
     "pair_table", "matrix_cell", "power_rule", "power_table", "power_caveat", "power_error", "power_caption",
     "plan_table", "queued_summary", "curve_message", "seed_progress_notes", "test_table", "course_table",
-    "figure_heads", "test_note", "course_reading",
+    "figure_heads", "test_note", "course_reading", "COURSE_TABLE_CAPTION", "test_set_note", "data_line", "our_choices",
 ]
 
 MINUS = "\u2212"                    # a real minus sign: "−0.012" reads as a number, "-0.012" as a dash
@@ -110,15 +112,28 @@ def seed_ranges(seeds: Sequence[int]) -> str:
 CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no correction"}
 CORRECTION_SHORT = {"holm": "Holm", "bh": "BH", "none": "none"}
 
+# The Compare page's plain-language intro (one breath), then the method in an expander (METHOD_CAPTION).
+PLAIN_INTRO = (
+    "Each variant was trained several times with different seeds (random initial weights and batch order). "
+    "A difference between two variants is *significant* when it is larger than the seed-to-seed spread can "
+    "explain by chance, after correcting for the number of pairs compared at once. *Not significant* means "
+    "these seeds cannot tell the variants apart — not that they are equal. Everything is measured across "
+    "seeds, on one fixed test set: the test set's own sampling error is not in these tests.")
 METHOD_CAPTION = (
-    "Default: Welch's t-test with Holm's correction within each family of pairs. Seeds are unpaired runs (the "
-    "same seed number does not pair two variants), variants have unequal spread, and Welch stays calibrated at "
-    "n = 3-10 seeds (3.6-4.7 % false positives at α = 0.05 in simulation). The course z = Δ/√(σa² + σb²) "
-    "divides by the spread of single runs: it is a standardised difference (Cohen's d/√2), not a test. "
-    "Read as a test it gets *less* significant as seeds are added (2.8 % → 0 % false positives, power at "
-    "d = 2 falling from 32 % to 13 % between 3 and 10 seeds), and bootstrap percentile CIs give 19 % → 9 % "
-    "false positives at n = 3 → 10. Method and simulations: docs/statistics.md."
+    "Independent groups: Welch's t-test (unequal spread allowed; it stays calibrated at n = 3-10 seeds: "
+    "3.6-4.7 % false positives at α = 0.05 in simulation), Mann-Whitney beside it. The same runs scored at two "
+    "epochs: the paired t-test, Wilcoxon's signed-rank test beside it. Same-seed runs of different variants "
+    "share their initial weights and batch order, yet by default they are treated as unpaired (the "
+    "conservative choice); 'pair variants by seed' tests them paired instead. p-values are corrected within "
+    "each family of pairs (Holm by default); the CI next to an adjusted p is the simultaneous one (Bonferroni "
+    "over the family) so that both answer the same question, the plain 95 % CI is in the table. Δ = a − b "
+    "throughout. The course z = Δ/√(σa² + σb²) is a standardised difference, not a test: it equals Cohen's "
+    "d/√2 only for equal n, and the report's σ may have been computed with ddof 0 or been a standard error. "
+    "Read as a test it gets *less* significant as seeds are added (2.8 % → 0 % false positives between 3 "
+    "and 10 seeds). Method and simulations: docs/statistics.md."
 )
+TEST_NAMES = {"welch": "Welch", "paired-t": "paired t"}
+RANK_NAMES = {"welch": "Mann-Whitney", "paired-t": "Wilcoxon"}
 FAMILY_RULE = (
     "Families: the pairs within one evaluation epoch are corrected together, one family per epoch; each "
     "variant against itself at two epochs is a family of its own; different variants at different epochs are "
@@ -154,12 +169,22 @@ def adjusted(row: dict[str, Any], correction: str = "holm") -> str:
 
 
 def delta_ci(row: dict[str, Any]) -> str:
-    """'Δ = +0.012, 95 % CI [0.004, 0.020]' (no CI where Welch has none)."""
-    dec = decimals(row["diff"], row["ci_low"], row["ci_high"])
+    """'Δ = +0.012, 95 % CI [0.004, 0.020]' (no CI where the test has none); with a family of several pairs
+    the simultaneous CI that matches the adjusted p instead: 'Δ = +0.012, 95 % CI over 6 pairs [−0.001,
+    0.025]'."""
+    m = int(row.get("family_size", 0) or 0)
+    simultaneous = m > 1 and np.isfinite(row.get("ci_adj_low", math.nan))
+    lo, hi = (row["ci_adj_low"], row["ci_adj_high"]) if simultaneous else (row["ci_low"], row["ci_high"])
+    dec = decimals(row["diff"], lo, hi)
     out = f"Δ = {number(row['diff'], dec, sign=True)}"
-    if np.isfinite(row["ci_low"]):
-        out += f", 95 % CI [{number(row['ci_low'], dec)}, {number(row['ci_high'], dec)}]"
+    if np.isfinite(lo):
+        out += f", 95 % CI{f' over {m} pairs' if simultaneous else ''} [{number(lo, dec)}, {number(hi, dec)}]"
     return out
+
+
+def test_name(row: dict[str, Any]) -> str:
+    """"Welch" or "paired t": the test a pair row was tested with."""
+    return TEST_NAMES.get(row.get("test", "welch"), "Welch")
 
 
 def axis_label(g: cmp.Group) -> str:
@@ -180,10 +205,7 @@ def _n_part(row: dict[str, Any]) -> str:
 def pair_sentence(row: dict[str, Any], correction: str = "holm", alpha: float = cmp.ALPHA) -> str:
     """One plain-language sentence for one pair: a row of `stats.pairwise` or of `Comparison.pairs` (whose
     `family` and `tested` it also reads)."""
-    dec = decimals(row["diff"], row["ci_low"], row["ci_high"])
-    head = f"{row['a']} vs {row['b']}: Δ = {number(row['diff'], dec, sign=True)}"
-    if np.isfinite(row["ci_low"]) and row["ci_low"] != row["ci_high"]:
-        head += f" [{number(row['ci_low'], dec)}, {number(row['ci_high'], dec)}]"
+    head = f"{row['a']} vs {row['b']}: {delta_ci(row)}"
     if not row.get("tested", True):
         small = [f"{row[g]} has n = {row['n_' + g]}" for g in ("a", "b") if row["n_" + g] < cmp.MIN_N]
         return (f"{head}, Hedges' g = {number(row['hedges_g'], 2)}; not tested because n < {cmp.MIN_N} "
@@ -193,13 +215,14 @@ def pair_sentence(row: dict[str, Any], correction: str = "holm", alpha: float = 
         why = next((r for r in reasons if "no test" in r or "zero variance" in r), row["note"])
         return f"{head}, not tested ({why}); {_n_part(row)}."
     verdict = "significant" if row["significant"] else "not significant"
-    welch = p_clause(row["welch_p"])
+    p = p_clause(row.get("p", row["welch_p"]))
+    test = test_name(row)
     if correction == "none":
-        tail = f"{verdict} at α = {alpha:g}, uncorrected (Welch {welch})"
+        tail = f"{verdict} at α = {alpha:g}, uncorrected ({test} {p})"
     else:
         family = family_phrase(row.get("family"))
         tail = (f"{verdict} after {CORRECTION_NAMES[correction]} over {plural(int(row['family_size']), 'pair')}"
-                f"{' ' + family if family else ''} (Welch {welch}, adjusted {p_value(row['p_adjusted'])})")
+                f"{' ' + family if family else ''} ({test} {p}, adjusted {p_value(row['p_adjusted'])})")
     return f"{head}, {tail}; {_n_part(row)}."
 
 
@@ -224,6 +247,11 @@ def comparison_notes(res: cmp.Comparison) -> list[tuple[str, str]]:
         if g.n_duplicates:
             notes.append(("info", f"{g.label}: {g.n_duplicates} run(s) repeat a seed of the same training "
                                   f"(e.g. a shorter and a longer run) and were counted once."))
+    for g in res.groups:
+        if g.flags:
+            notes.append(("warning", health_note(g)))
+        if (shape := health.shape_warning(g.values)):
+            notes.append(("info", f"{g.label}: {shape}"))
     small = [f"{g.label} (n = {g.n})" for g in res.groups if g.n < cmp.MIN_N]
     if small:   # one warning naming every small group, not one near-identical box per group
         notes.append(("warning", f"Too few seeds in {', '.join(small)}: with n < {cmp.MIN_N} a t-test has about "
@@ -238,6 +266,24 @@ def comparison_notes(res: cmp.Comparison) -> list[tuple[str, str]]:
     return notes
 
 
+def health_note(g: cmp.Group) -> str:
+    """'Adam @ 200: 3 of 5 seeds collapsed (seeds 1, 2, 4: validation accuracy fell back to chance after
+    learning); kept in every number here — tick "leave out flagged runs" to test without them.'"""
+    total = g.n + g.n_excluded + g.n_flagged_out
+    reasons: dict[str, list[int]] = {}
+    for seed, h in g.flags:
+        reasons.setdefault(h.reason, []).append(seed)
+    what = ", ".join(f"{len(seeds)} {reason} (seed{'s' if len(seeds) > 1 else ''} {seed_ranges(seeds)})"
+                     for reason, seeds in reasons.items())
+    detail = "; ".join(f"seed {seed}: {h.detail}" for seed, h in g.flags[:3] if h.detail)
+    if g.n_flagged_out:
+        tail = (f"the {plural(g.n_flagged_out, 'flagged run')} collapsed or exploded "
+                f"{'is' if g.n_flagged_out == 1 else 'are'} left out: n = {g.n} here")
+    else:
+        tail = "kept in every number here (they are results); leave them out to see what changes"
+    return f"{g.label}: of {total} seeds, {what}. {detail + '. ' if detail else ''}{tail.capitalize()}."
+
+
 def pair_table(pairs: pd.DataFrame, correction: str = "holm", alpha: float = cmp.ALPHA) -> pd.DataFrame:
     """The per-pair table of the Compare page as display strings, the course z next to the calibrated numbers
     and the family (with its size) next to the adjusted p."""
@@ -246,23 +292,34 @@ def pair_table(pairs: pd.DataFrame, correction: str = "holm", alpha: float = cmp
     for r in pairs.to_dict("records"):
         why = "" if r["tested"] else f"not tested (n < {cmp.MIN_N})"
         dec = decimals(r["diff"], r["ci_low"], r["ci_high"])
+        paired = r.get("test") == "paired-t"
+        if paired:
+            rank = why or p_value(r["wilcoxon_p"])
+        else:
+            rank = (p_value(r["mwu_p"]) if r["mwu_shown"] else
+                    why or f"cannot reach {alpha:g} (min p {number(r['mwu_min_p'], 3)})")
+        m = int(r["family_size"]) if r["tested"] else 0
+        adj_dec = decimals(r["diff"], r["ci_adj_low"], r["ci_adj_high"])
         rows.append({
             "pair (Δ = a − b)": f"{r['a']} vs {r['b']}",
-            "n": f"{r['n_a']} vs {r['n_b']}",
+            "n": (f"{int(r['n_pairs'])} pairs" if paired else f"{r['n_a']} vs {r['n_b']}"),
+            "test": ({"runs": "paired t (same runs)", "seeds": "paired t (by seed)"}.get(r["paired_by"], "paired t")
+                     if paired else "Welch"),
             "Δ": number(r["diff"], dec, sign=True),
-            "95 % CI of Δ (Welch)": (f"[{number(r['ci_low'], dec)}, {number(r['ci_high'], dec)}]"
-                                     if np.isfinite(r["ci_low"]) else "n/a"),
-            "course z = d/√2 (standardised Δ, not a test)": number(r["z_seed"], 2, sign=True),
-            "Welch p": why or p_value(r["welch_p"]),
+            "95 % CI of Δ": (f"[{number(r['ci_low'], dec)}, {number(r['ci_high'], dec)}]"
+                             if np.isfinite(r["ci_low"]) else "n/a"),
+            "p": why or p_value(r["p"]),
             adj: why or p_value(r["p_adjusted"]),
-            "family (pairs corrected over)": (f"{family_label(r['family'])} · "
-                                              f"{plural(int(r['family_size']), 'pair')}" if r["tested"]
+            "95 % CI over the family (matches adjusted p)": (
+                f"[{number(r['ci_adj_low'], adj_dec)}, {number(r['ci_adj_high'], adj_dec)}]"
+                if np.isfinite(r["ci_adj_low"]) and m > 1 else ("same as 95 % CI" if m == 1 else "n/a")),
+            "family (pairs corrected over)": (f"{family_label(r['family'])} · {plural(m, 'pair')}" if r["tested"]
                                               else family_label(r["family"])),
             f"significant (α = {alpha:g})": ("yes" if r["significant"] else "no") if r["tested"] else "",
             "Hedges' g": number(r["hedges_g"], 2, sign=True),
             "P(a > b)": number(r["prob_improvement"], 2),
-            "Mann-Whitney p": (p_value(r["mwu_p"]) if r["mwu_shown"] else
-                               why or f"cannot reach {alpha:g} (min p {number(r['mwu_min_p'], 3)})"),
+            "rank test p (Mann-Whitney / Wilcoxon)": rank,
+            "course z = d/√2 (standardised Δ, not a test)": number(r["z_seed"], 2, sign=True),
         })
     return pd.DataFrame(rows)
 
@@ -279,7 +336,7 @@ def matrix_cell(row: dict[str, Any], compact: bool) -> str:
         return f"{delta}\n{adj}"
     dec = decimals(row["ci_low"], row["ci_high"])
     return (f"{delta}\n[{number(row['ci_low'], dec)}, {number(row['ci_high'], dec)}]\n"
-            f"g {number(row['hedges_g'], 2)}\np {p_value(row['welch_p'])} → {adj}")
+            f"g {number(row['hedges_g'], 2)}\np {p_value(row['p'])} → {adj}")
 
 
 # -- how many seeds ------------------------------------------------------------------------------------------
@@ -396,14 +453,19 @@ def _short(row: str) -> str:
     return label("test", row).replace("test ", "", 1)
 
 
-def test_table(summary: pd.DataFrame, experiment: str) -> pd.DataFrame:
+def test_table(summary: pd.DataFrame, experiment: str, baselines: dict[str, dict[str, float]] | None = None
+               ) -> pd.DataFrame:
     """Display table of `compare.test_summary`: one row per series × test epoch; per metric 'mean ± sd'
     (ddof=1; sd needs n ≥ 2), n seeds, and every seed's value. The best mean in each column (per test epoch)
-    is marked ★, best meaning the metric's own direction (lower loss)."""
+    is marked ★, best meaning the metric's own direction (lower loss), unless it does no better than a
+    trivial predictor: `baselines` (test row name -> {"chance": …}, from `compare.baselines`) adds one row per
+    baseline, and a mean at or below it is marked "≤ baseline" instead."""
     rows_ = test_metrics(experiment)
     summ = summary[summary["metric"].isin(rows_)]
     if summ.empty:
         return pd.DataFrame()
+    baselines = baselines or {}
+    floor = {m: max(b.values()) for m, b in baselines.items() if b}
     seeds = sorted({s for vals in summ["values"] for s in vals})
     best: dict[tuple[int, str], float] = {}
     for (epoch, m), g in summ.groupby(["epoch", "metric"]):
@@ -419,7 +481,10 @@ def test_table(summary: pd.DataFrame, experiment: str) -> pd.DataFrame:
             cell = "–" if r is None else mean_sd(r["mean"], r["sd"], 4)
             if r is not None and r["n"] < row["n"]:
                 cell += f" (n={r['n']})"
-            if r is not None and best.get((epoch, m)) == r["mean"]:
+            trivial = r is not None and m in floor and np.isfinite(r["mean"]) and r["mean"] <= floor[m] + 1e-9
+            if trivial:
+                cell += " ≤ baseline"
+            elif r is not None and best.get((epoch, m)) == r["mean"]:
                 cell += " ★"
             row[f"{label('test', m)} (mean ± sd)"] = cell
         for m in rows_:
@@ -427,24 +492,102 @@ def test_table(summary: pd.DataFrame, experiment: str) -> pd.DataFrame:
                 r = by.get(m)
                 row[f"{m} · seed {s}"] = r["values"].get(s) if r is not None else None
         rows.append(row)
+    names = list(dict.fromkeys(n for b in baselines.values() for n in b))
+    for name in names:                 # the trivial predictors, as rows under the variants
+        row = {"variant": f"baseline: {name}", "test epoch": None, "n": None}
+        for m in rows_:
+            value = baselines.get(m, {}).get(name)
+            row[f"{label('test', m)} (mean ± sd)"] = number(value, 4) if value is not None else "–"
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def course_table(summary: pd.DataFrame, metric: str = "pixel_acc") -> pd.DataFrame:
+def course_table(summary: pd.DataFrame, metric: str = "pixel_acc", with_f1: bool = True) -> pd.DataFrame:
     """The course report's U-Net table from `compare.test_summary`: one row per series of the registry's U-Net
-    variants (display names), one column per test epoch (200/400/1000), cells 'mean ± sd (n=k)'."""
+    variants (display names); per test epoch (200/400/1000) our 'mean ± sd (n=k)', our F1 beside it (the report
+    gave accuracy only; F1 says whether the vessels were found at all), and the report's own number for the
+    same cell, labelled as the report's (its data were the public vessel images, not ours)."""
     unet = [v for v in VARIANTS if v.startswith("unet/")]
     summ = summary[(summary["metric"] == metric) & summary["variant"].isin(unet)]
     if summ.empty:
         return pd.DataFrame()
+    f1 = summary[(summary["metric"] == "f1") & summary["variant"].isin(unet)] if with_f1 else summary.iloc[:0]
     epochs = sorted(summ["epoch"].unique())
     rows = []
     for (_, series), g in summ.groupby(["order", "series"]):
         by = dict(zip(g["epoch"], g.to_dict("records"), strict=True))
-        rows.append({"type / epochs": series, **{
-            str(e): "–" if e not in by else f"{mean_sd(by[e]['mean'], by[e]['sd'])} (n={by[e]['n']})"
-            for e in epochs}})
+        f1_by = {r["epoch"]: r for r in f1[f1["series"] == series].to_dict("records")}
+        variant = g["variant"].iloc[0]
+        row: dict[str, str] = {"type / epochs": series}
+        for e in epochs:
+            row[f"{e}: pixel acc. (ours)"] = ("–" if e not in by else
+                                              f"{mean_sd(by[e]['mean'], by[e]['sd'])} (n={by[e]['n']})")
+            if with_f1:
+                row[f"{e}: F1 (ours)"] = "–" if e not in f1_by else mean_sd(f1_by[e]["mean"], f1_by[e]["sd"])
+            theirs = course_report.report_cell(variant, e) if series == display_name(variant) else None
+            row[f"{e}: pixel acc. (report)"] = "–" if theirs is None else f"{theirs:.3f}"
+        rows.append(row)
     return pd.DataFrame(rows).set_index("type / epochs")
+
+
+COURSE_TABLE_CAPTION = (
+    "Ours: mean ± sd (ddof=1) over n seeds on the generated vessel images. Report: the course report's table, "
+    f"mean over {course_report.SEEDS} seeds on the public retina images, three significant digits, its sd "
+    f"given only as {course_report.UNET_SD_RANGE[0]}-{course_report.UNET_SD_RANGE[1]}. Different data: compare "
+    "the pattern, not the numbers.")
+
+
+def data_line(experiment: str) -> str:
+    """'Data: 53 classes of generated 28×28 cards (…), made in code — not the public card set the course
+    report used.' from the experiment's data card; a plain fallback without one."""
+    card = datacards.load(experiment)
+    if card is not None:
+        return card.summary_line()
+    return (f"Data: {EXPERIMENT_INFO[experiment].dataset}, generated in code by adlapp/data — not the public "
+            "data set the course report used.")
+
+
+def our_choices(experiment: str) -> str:
+    """What the course report does not give and this app chose, said as ours, with parameter counts."""
+    card = datacards.load(experiment)
+    params = card.parameters if card is not None else {}
+    if experiment == "cnn":
+        c = base_config("cnn")
+        text = (f"The CNN's layers, Adam or SGD (momentum 0.9) at lr {c.optim.lr:g}, {c.epochs} epochs and 3 seeds "
+                f"are the report's; batch size {c.batch_size} and {c.data.train_per_class} training images per "
+                "class are this app's choices.")
+        if params:
+            n = sorted(set(params.values()))
+            text += (f" Every variant has {n[0]:,} trainable parameters (batch-norm without affine terms adds "
+                     "none)." if len(n) == 1 else "")
+        return text
+    u = base_config("unet")
+    text = (f"The report gives no U-Net architecture or hyperparameters: depth {u.model.depth}, base width "
+            f"{u.model.base_width}, {u.optim.name.capitalize()} at lr {u.optim.lr:g}, batch size {u.batch_size}, "
+            f"{u.data.n_train} training images of {u.data.image_size}×{u.data.image_size} are this app's "
+            "choices, not the course set-up.")
+    if params.get("unet/normal") and params.get("unet/nearest"):
+        a, b = params["unet/normal"], params["unet/nearest"]
+        text += (f" Nearest-neighbour upsampling (resize + 3×3 conv) has {b:,} parameters, transposed conv "
+                 f"{a:,}: {100 * (b - a) / a:+.0f} %, so upsampling mode and capacity change together.")
+    return text
+
+
+def test_set_note(card, metric_key: str, mean: float | None) -> str:
+    """The test set's own sampling error, which no test across seeds contains: for an accuracy on N test
+    images, the binomial standard error √(p(1 − p)/N) at the observed mean. '' where it does not apply
+    (pixel scores: neighbouring pixels are not independent draws; losses)."""
+    if card is None or mean is None or not np.isfinite(mean) or not metric_key.endswith("acc") \
+            or "pixel" in metric_key or card.task != "classification":
+        return ""
+    n = int(card.splits.get("test" if metric_key.startswith("test") else "val", 0))
+    if n <= 0:
+        return ""
+    se = math.sqrt(max(mean * (1 - mean), 0.0) / n)
+    return (f"Across seeds, on this fixed test set: the {n:,} test images are one sample, so an accuracy of "
+            f"{number(mean, 3)} carries a sampling error of ± {number(se, 3)} (binomial SE) from the test set "
+            f"itself. The tests here compare seeds on the same images and do not include it: they say whether "
+            f"the variants differ on these images, not on new ones.")
 
 
 def figure_heads(summary: pd.DataFrame, experiment: str) -> dict[str, str]:
@@ -509,18 +652,21 @@ def _family(f: cmp.Finding) -> list[str]:
     if len(groups) < 2:
         return [f"{title}: fewer than two variants have finished runs here; nothing to compare."]
     pairs = [_by_series(r, groups) for r in f.pairs.to_dict("records")]
-    tested = [r for r in pairs if r["tested"] and np.isfinite(r["welch_p"])]
+    tested = [r for r in pairs if r["tested"] and np.isfinite(r["p"])]
     hits = [r for r in tested if r["significant"]]
     m = len(tested)
-    method = f"Welch's t-test, {CORRECTION_SHORT[res.correction]} over {plural(m, 'pair')}, α = {res.alpha:g}"
+    tests = " and ".join(sorted({test_name(r) for r in tested}) or ["Welch"]).replace("Welch", "Welch's")
+    method = f"{tests} t-test, {CORRECTION_SHORT[res.correction]} over {plural(m, 'pair')}, α = {res.alpha:g}"
     if not tested:
         why = (f"a t-test on fewer than {cmp.MIN_N} seeds has about one degree of freedom"
                if min(g.n for g in groups) < cmp.MIN_N else "the seeds of each variant agree exactly (no spread)")
         return [f"{title} ({_n_groups(groups)}): not tested, since {why}. " + _clearest(f)]
     if not hits:
-        return [f"{title} ({_n_groups(groups)}; {method}): no difference is significant. " + _clearest(f)]
+        return [f"{title} ({_n_groups(groups)}; {method}): no difference is significant (these seeds cannot "
+                "tell the variants apart). " + _clearest(f), *_against_report(f, experiment)]
     verdict = f"{len(hits)} of {m} pairs differ significantly" if m > 1 else "the difference is significant"
     lines = [f"{title} ({_n_groups(groups)}; {method}): {verdict}."]
+    lines += _against_report(f, experiment)
     for r in hits:
         word = "higher" if r["diff"] > 0 else "lower"
         lines.append(f"{r['a']} is {word} than {r['b']}: {delta_ci(r)}, {adjusted(r, res.correction)}; "
@@ -532,6 +678,26 @@ def _family(f: cmp.Finding) -> list[str]:
             + (f"{adjusted(r, res.correction)})" if np.isfinite(r["p_adjusted"]) else "not tested)")
             for r in rest) + ".")
     return lines
+
+
+def _against_report(f: cmp.Finding, experiment: str) -> list[str]:
+    """Where the report states an ordering of a pair in this family and our mean difference points the other
+    way: say so (significant or not), so nobody reads our numbers as confirming the report."""
+    by_label = {g.label: g for g in f.comparison.groups}
+    out = []
+    for r in f.pairs.to_dict("records"):
+        a, b = by_label[r["a"]], by_label[r["b"]]
+        d = course_report.direction(experiment, f.comparison.metric.key, a.variant, b.variant, f.epoch)
+        if d is None or not np.isfinite(r["diff"]) or a.training != display_name(a.variant) \
+                or b.training != display_name(b.variant):
+            continue
+        ours_higher = r["diff"] > 0 if a.variant == d.a else r["diff"] < 0      # is d.a higher than d.b here?
+        if ours_higher != d.higher:
+            strength = "significantly" if r["significant"] else "not significantly"
+            out.append(f"Opposite to the report ('{d.words}'): here {display_name(d.a)} scores "
+                       f"{'higher' if ours_higher else 'lower'} than {display_name(d.b)} on "
+                       f"{f.comparison.metric.label} ({strength}; different data and set-up).")
+    return out
 
 
 def _by_series(r: dict[str, Any], groups: Sequence[cmp.Group]) -> dict[str, Any]:
@@ -563,18 +729,25 @@ def _budget_pair(f: cmp.Finding) -> list[str]:
     r = res.pairs.iloc[i].to_dict()
     if a.epoch < b.epoch:                                  # read as longer − shorter, as the report did
         a, b, r = b, a, _flipped(r)
+    paired = r.get("test") == "paired-t"
+    n = f"{int(r['n_pairs'])} runs" if paired else _n_pair(r)
     if r["tested"]:
         verdict = "significant" if r["significant"] else "not significant"
-        test = f"Welch {p_clause(r['welch_p'])}, {adjusted(r, res.correction)}, {_n_pair(r)}: {verdict}"
+        rank = (f", Wilcoxon signed-rank {p_clause(r['wilcoxon_p'])}" if paired and np.isfinite(r["wilcoxon_p"])
+                else "")
+        test = f"{test_name(r)} {p_clause(r['p'])}{rank}, {adjusted(r, res.correction)}, {n}: {verdict}"
     else:
-        test = f"{_n_pair(r)}: not tested (n < {cmp.MIN_N})"
+        test = f"{n}: not tested (n < {cmp.MIN_N})"
+    how = (" The same runs are scored at both epochs, so the test is paired (each run against itself)."
+           if paired else " Different runs at the two epochs: Welch's test for independent groups.")
     text = (f"**{a.training}, {a.epoch} vs {b.epoch} epochs** (the report's comparison; {res.metric.label} "
-            f"after {a.epoch} minus after {b.epoch}): {delta_ci(r)}; {test}. Standardised difference z = d/√2 = "
-            f"{number(r['z_seed'], 2)} (the report: 0.17σ), an effect size, not a test.")
-    if np.isfinite(r["z_seed"]) and not r["significant"] and f.plan is not None:
-        text += " " + _seeds_sentence(f.plan)
-    if set(a.keys) & set(b.keys):
-        text += " Both groups are the same runs scored twice, which Welch treats as independent."
+            f"after {a.epoch} minus after {b.epoch}): {delta_ci(r)}; {test}.{how} The report's z = "
+            f"Δ/√(σa² + σb²) = {number(r['z_seed'], 2)} here (the report: +{course_report.NORMAL_Z:g}σ on its "
+            f"data): a standardised difference, not a test.")
+    if np.isfinite(r["diff"]) and r["diff"] < 0 < course_report.NORMAL_Z:
+        text += " Opposite to the report: here the longer training scores lower (see the overfitting note)."
+    if np.isfinite(r["z_seed"]) and not r["significant"] and f.plan is not None and not paired:
+        text += " " + _seeds_sentence(f.plan)     # the plan is for independent groups: not said of a paired test
     return [text]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from adlapp import charts, compare, estimate, library, live, metrics, planning, report
+from adlapp import charts, compare, datacards, estimate, library, live, metrics, planning, report
 from adlapp.config import display_name
 from adlapp.devices import training_device
 from adlapp.jobs import Backend, LocalProcessBackend, default_concurrency
@@ -286,7 +286,34 @@ def render_results(prefix: str, experiment: str, tables: RunTables, opts: dict) 
     for r in errors.to_dict("records"):
         st.error(f"{display_name(r['variant'])} seed {int(r['seed'])} {r['status']}: "
                  f"{str(r['error']).splitlines()[0]}")
-    table = report.test_table(compare.test_summary(tables, metrics.test_metrics(experiment)), experiment)
+    for line in health_lines(tables, experiment):
+        st.warning(line)
+    baselines = {m: compare.baselines(experiment, metrics.by_row("test", m).key)
+                 for m in metrics.test_metrics(experiment)}
+    table = report.test_table(compare.test_summary(tables, metrics.test_metrics(experiment)), experiment, baselines)
     if len(table):
-        st.markdown("**Test metrics** — mean ± sd over seeds (ddof=1), n seeds, every seed's value; ★ best")
+        st.markdown("**Test metrics** — mean ± sd over seeds (ddof=1), n seeds, every seed's value; ★ best, "
+                    "unless no better than the trivial predictor in the baseline rows")
         st.dataframe(table, hide_index=True)
+
+
+def health_lines(tables: RunTables, experiment: str) -> list[str]:
+    """One line per run adlapp.health flags (collapsed, exploded, diverged), over all its recorded epochs."""
+    runs = compare.runs_frame(tables, experiment)
+    flags = compare.run_health(tables, runs)
+    return [f"{r['series']} seed {r['seed']}: {flags[r['key']].reason} — {flags[r['key']].detail}. It stays in "
+            "every mean and test (it is a result); the Compare page can leave flagged runs out."
+            for r in runs.to_dict("records") if r["key"] in flags and flags[r["key"]].flagged]
+
+
+def data_card(experiment: str) -> None:
+    """What the data are, said before any number: one line, and the samples and our own choices on demand."""
+    st.caption(report.data_line(experiment))
+    card = datacards.load(experiment)
+    with st.expander("What the data are, and which settings are ours"):
+        if card is not None and card.sample_png:
+            st.image(card.sample_png, caption=f"Training samples of the generated {card.label}, as the model "
+                                              "sees them (standardisation undone).")
+        if card is not None:
+            st.markdown(card.source[:1].upper() + card.source[1:])
+        st.markdown(report.our_choices(experiment))

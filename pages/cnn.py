@@ -9,8 +9,9 @@ BASE = base_config("cnn")              # every default below is the course set-u
 DATASET = EXPERIMENT_INFO["cnn"].dataset
 
 st.title("CNN: batch-norm and optimizers")
-st.caption("The course CNN on 53 playing-card classes (Figure 1 of the report). Every variant is trained "
+st.caption("The course CNN on 53 generated playing-card classes (Figure 1 of the report). Every variant is trained "
            "with each seed; curves show the mean over seeds and their spread.")
+ui.data_card("cnn")
 
 left, right = st.columns(2)
 with left:

@@ -13,6 +13,7 @@ SIZE_STEP = 2 ** BASE.model.depth      # the image side must halve `depth` times
 st.title("U-Net: upsampling and activation")
 st.caption("Binary segmentation of thin vessels (Figure 2 of the report). The budgets share one run per seed: "
            "a 1000-epoch run is scored on the test split after 200 and 400 epochs too.")
+ui.data_card("unet")
 
 left, right = st.columns(2)
 with left:
@@ -49,10 +50,11 @@ choice = StudyChoice(
 
 
 def course_table(tables) -> None:
-    table = report.course_table(compare.test_summary(tables, ["pixel_acc"]), "pixel_acc")
+    table = report.course_table(compare.test_summary(tables, ["pixel_acc", "f1"]), "pixel_acc")
     if len(table):
-        st.markdown("**The course table, reborn**: test pixel accuracy, mean ± sd (ddof=1) over n seeds")
+        st.markdown("**The course table, reborn**: test pixel accuracy and F1, ours beside the report's")
         st.table(table)
+        st.caption(report.COURSE_TABLE_CAPTION)
 
 
 ui.launch_or_load(choice, extra=course_table)

@@ -37,7 +37,7 @@ def test_train_then_runs_json(tmp_path):
     for r in records:
         assert r["variant"] == "cnn/bn-adam" and r["epochs_recorded"] == 2
         assert set(r["final"]) >= {"train_loss", "val_loss", "val_acc"}
-        assert set(r["test"]["2"]) == {"acc", "loss"}
+        assert set(r["test"]["2"]) == {"acc", "loss", "best_acc", "best_loss", "best_epoch"}
     again = adlapp("train", "cnn", "--variant", "bn-adam", "--seeds", "2", "--epochs", "2",
                    "--train-per-class", "2", "--store", store)
     assert again.returncode == 0 and again.stderr.count("already done") == 2

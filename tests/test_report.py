@@ -9,10 +9,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from adlapp import compare as cmp
 from adlapp import report, stats
-from adlapp.config import variant
+from adlapp.config import COURSE_NAMES, variant
 from adlapp.metrics import metric
 from adlapp.store import RunStore, RunTables
 
@@ -47,7 +48,7 @@ def sentences(groups, correction="holm"):
 def test_pair_sentences():
     s = sentences(GROUPS)
     # two significant digits on the largest of |Δ|, |CI ends| (here 0.0033), so 4 decimals
-    assert s[0].startswith("normal vs nearest: \u0394 = +0.0010 [\u22120.0013, 0.0033], not significant")
+    assert s[0].startswith("normal vs nearest: \u0394 = +0.0010, 95 % CI [\u22120.0013, 0.0033], not significant")
     assert "after Holm over 6 pairs (Welch p = " in s[0] and s[0].endswith("n = 3 each.")
     assert s[1].endswith("n = 3 vs 5.")
     assert "\u2212" in s[1]                                     # a real minus sign for a negative Δ
@@ -106,8 +107,9 @@ def test_pair_table_shows_course_z_next_to_welch_and_the_family_next_to_adjusted
     row = report.pair_table(res.pairs, "bh").iloc[0]
     ref = stats.compare(CMP_GROUPS["A"], CMP_GROUPS["B"])
     assert row["course z = d/√2 (standardised Δ, not a test)"] == report.number(ref["z_seed"], 2, sign=True)
-    assert f"Welch p = {row['Welch p']}" in report.pair_sentence(res.pairs.iloc[0].to_dict(), "bh")
-    assert float(row["Welch p"]) == pytest.approx(ref["welch_p"], abs=5e-4)
+    assert row["test"] == "Welch"
+    assert f"Welch p = {row['p']}" in report.pair_sentence(res.pairs.iloc[0].to_dict(), "bh")
+    assert float(row["p"]) == pytest.approx(ref["welch_p"], abs=5e-4)
     assert "p adjusted (BH)" in row.index
     assert row["family (pairs corrected over)"] == "epoch 3 · 1 pair"
 
@@ -116,7 +118,7 @@ def test_rank_test_floor_is_said_not_shown():
     res = cmp.compare_groups(groups_of({"A": CMP_GROUPS["A"], "B": CMP_GROUPS["B"][:3]}))
     assert any("smallest possible p = 0.100" in m for _, m in report.comparison_notes(res))
     table = report.pair_table(res.pairs, "holm")
-    assert table.loc[0, "Mann-Whitney p"] == "cannot reach 0.05 (min p 0.100)"
+    assert table.loc[0, "rank test p (Mann-Whitney / Wilcoxon)"] == "cannot reach 0.05 (min p 0.100)"
     assert table.loc[0, "n"] == "3 vs 3"
 
 
@@ -193,6 +195,9 @@ def minus(text: str) -> str:
     return text.replace("-", "\u2212")
 
 
+KEY_OF = {name: key for key, name in COURSE_NAMES.items()}
+
+
 def test_clearly_separated_variants_are_significant_with_ci_adjusted_p_and_n(tmp_path):
     accs = {"cnn/bn-adam": [0.80, 0.81, 0.82], "cnn/adam": [0.60, 0.62, 0.61], "cnn/sgd": [0.40, 0.41, 0.43]}
     lines = reading(cnn_store(tmp_path, accs))
@@ -204,14 +209,20 @@ def test_clearly_separated_variants_are_significant_with_ci_adjusted_p_and_n(tmp
     assert oracle["significant"].all()
     for r in oracle.to_dict("records"):
         line = next(s for s in lines if s.startswith(f"{r['a']} is higher than {r['b']}:"))
-        assert f"Δ = +{r['diff']:.3f}, 95 % CI [{r['ci_low']:.3f}, {r['ci_high']:.3f}]" in line
+        # next to an adjusted p, the simultaneous CI: Welch's at level 1 - 0.05/3 (Bonferroni over the family)
+        a, b = accs[KEY_OF[r["a"]]], accs[KEY_OF[r["b"]]]
+        lo, hi = scipy_stats.ttest_ind(a, b, equal_var=False).confidence_interval(1 - 0.05 / 3)
+        assert f"Δ = +{r['diff']:.3f}, 95 % CI over 3 pairs [{lo:.3f}, {hi:.3f}]" in line
         assert f"adjusted {report.p_clause(r['p_adjusted'])} (Holm over 3 pairs)" in line and "n = 3 vs 3" in line
     assert not any("not significant" in s.lower() for s in lines)
 
 
 def test_overlapping_variants_are_not_significant_and_get_the_seeds_needed(tmp_path):
     accs = {"cnn/bn-adam": [0.50, 0.56, 0.53], "cnn/adam": [0.52, 0.55, 0.49], "cnn/sgd": [0.51, 0.54, 0.58]}
-    [line] = reading(cnn_store(tmp_path, accs))
+    line, *against = reading(cnn_store(tmp_path, accs))
+    # the report: Adam beats SGD; here Adam's mean is lower: said, with "not significantly"
+    assert against == [s for s in against if s.startswith("Opposite to the report")] and len(against) == 1
+    assert "Adam scores lower than SGD" in against[0] and "not significantly" in against[0]
     oracle = stats.pairwise({"BN + Adam": accs["cnn/bn-adam"], "Adam": accs["cnn/adam"], "SGD": accs["cnn/sgd"]})
     assert not oracle["significant"].any()
     assert "no difference is significant" in line and "n = 3 per variant" in line
@@ -240,12 +251,12 @@ def test_unet_budgets_the_reports_z_and_the_elu_loss_claim(tmp_path):
     [z_line] = [s for s in lines if s.startswith("**Normal, 1000 vs 200 epochs**")]
     res = stats.compare(normal[1000], normal[200])
     z = minus(f"{res['z_seed']:.2f}")
-    assert f"z = d/√2 = {z} (the report: 0.17σ)" in z_line
-    assert "not significant" in z_line and f"Welch {report.p_clause(res['welch_p'])}" in z_line
-    assert "(Holm over 1 pair)" in z_line
-    needed = stats.seeds_needed(abs(res["cohens_d"]), alpha=0.05, power=0.8, comparisons=1)
-    assert f"about {needed} seeds per group" in z_line and "n = 3 vs 3" in z_line
-    assert "same runs scored twice" in z_line
+    assert f"z = Δ/√(σa² + σb²) = {z} here (the report: +0.17σ" in z_line
+    # the same three runs scored after 200 and 1000 epochs: the paired t-test (scipy's ttest_rel)
+    paired = scipy_stats.ttest_rel(normal[1000], normal[200])
+    assert "not significant" in z_line and f"paired t {report.p_clause(paired.pvalue)}" in z_line
+    assert "Wilcoxon signed-rank" in z_line and "(Holm over 1 pair)" in z_line and "3 runs" in z_line
+    assert "the test is paired" in z_line
 
     [claim] = [s for s in lines if "ELU gives a lower test loss" in s]
     diff = minus(f"{stats.compare(loss['unet/elu'], loss['unet/normal'])['diff']:+.3f}")
