@@ -783,7 +783,8 @@ def seed_spread(tables: RunTables, experiment: str, variants: Sequence[str], met
     m = _metric(metric_)
     opts = options(tables).get(experiment, {"epochs": []})
     groups, _ = extract_groups(tables, experiment, variants, opts["epochs"], m, exclude_flagged)
-    table = pd.DataFrame([{"series": g.training, "variant": g.variant, "order": variant_rank(g.variant),
+    order = {s: i for i, s in enumerate(dict.fromkeys(g.training for g in groups))}    # groups: display order
+    table = pd.DataFrame([{"series": g.training, "variant": g.variant, "order": order[g.training],
                            "epoch": g.epoch, "n": g.n, "sd": stats.summarize(g.values)["sd"],
                            "lo": float(np.nanmin(g.values)) if g.n else math.nan,
                            "hi": float(np.nanmax(g.values)) if g.n else math.nan} for g in groups],

@@ -29,6 +29,7 @@ __all__ = [
     "pair_table", "matrix_cell", "power_rule", "power_table", "power_caveat", "power_error", "power_caption",
     "plan_table", "queued_summary", "curve_message", "seed_progress_notes", "test_table", "course_table",
     "figure_heads", "test_note", "course_reading", "COURSE_TABLE_CAPTION", "test_set_note", "data_line", "our_choices",
+    "baseline_labels", "spread_lines",
 ]
 
 MINUS = "\u2212"                    # a real minus sign: "−0.012" reads as a number, "-0.012" as a dash
@@ -571,6 +572,30 @@ def our_choices(experiment: str) -> str:
         text += (f" Nearest-neighbour upsampling (resize + 3×3 conv) has {b:,} parameters, transposed conv "
                  f"{a:,}: {100 * (b - a) / a:+.0f} %, so upsampling mode and capacity change together.")
     return text
+
+
+def baseline_labels(baselines: dict[str, float]) -> dict[str, float]:
+    """{"chance": 0.0189} -> {"chance 0.019": 0.0189}: a baseline's label on a chart says its value."""
+    return {f"{name} {number(value, 3)}": value for name, value in baselines.items()}
+
+
+def spread_lines(spread: cmp.SeedSpread) -> list[str]:
+    """Per series: how the spread across seeds changes from the first to the last budget, with Brown-Forsythe's
+    p, said as a description (the budgets are the same runs), and the course report's question answered."""
+    out = []
+    for t in spread.tests.to_dict("records"):
+        rows = spread.table[spread.table["series"] == t["series"]].sort_values("epoch")
+        first, last = rows.iloc[0], rows.iloc[-1]
+        trend = "grows" if last["sd"] > first["sd"] else "shrinks"
+        out.append(f"{t['series']}: sd across seeds {trend} from {number(first['sd'], 4)} after epoch "
+                   f"{int(first['epoch'])} to {number(last['sd'], 4)} after epoch {int(last['epoch'])} "
+                   f"(n = {int(last['n'])}; Brown-Forsythe {p_clause(t['brown_forsythe_p'])} — descriptive: the "
+                   f"budgets are the same runs, not independent groups).")
+    if out:
+        out.append("The course report asked why accuracy depended *less* on the seed at higher epochs. Where the "
+                   "spread grows here, longer training lets the seeds drift apart (and overfit differently); a "
+                   "shrinking spread would mean they converge to similar solutions.")
+    return out
 
 
 def test_set_note(card, metric_key: str, mean: float | None) -> str:

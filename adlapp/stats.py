@@ -4,7 +4,9 @@ Pure functions on small arrays: one value per seed, `(n_seeds,)` per variant, or
 curves. Nothing here imports streamlit or torch, draws random numbers or prints.
 
 Conventions:
-- Runs are independent samples: sharing a seed number does not pair two variants' runs.
+- Runs are independent samples: sharing a seed number does not pair two variants' runs. `paired` is for the
+  same runs scored twice (one run's test accuracy after 200 and after 1000 epochs), or for runs matched by
+  a seed that really fixes what they share (initial weights, batch order).
 - Standard deviations use ddof=1 everywhere (numpy's default is 0).
 - Non-finite values (diverged runs) are excluded and counted, never silently averaged in.
 - The default test is Welch's t-test, corrected over the family of pairs actually displayed (Holm by
@@ -33,6 +35,7 @@ from statsmodels.stats.power import TTestIndPower
 __all__ = [
     "Correction", "CORRECTIONS", "COMPARE_KEYS", "compare", "holm", "bh", "adjust", "adjust_within", "pairwise",
     "seeds_needed", "power", "power_curve", "pooled_sd", "summarize", "welch_over_epochs",
+    "PAIRED_KEYS", "paired", "mean_diff_ci", "SPREAD_KEYS", "spread_test",
 ]
 
 Correction = Literal["holm", "bh", "none"]
@@ -85,15 +88,17 @@ def _prob_improvement(a: np.ndarray, b: np.ndarray) -> float:
     return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
 
 
-def _welch(mean_a: float, var_a: float, n_a: int, mean_b: float, var_b: float, n_b: int) -> dict[str, float]:
-    """Welch's t-test from summary statistics; needs n >= 2 in both and a positive standard error."""
+def _welch(mean_a: float, var_a: float, n_a: int, mean_b: float, var_b: float, n_b: int,
+           level: float = _CI_LEVEL) -> dict[str, float]:
+    """Welch's t-test and its `level` CI from summary statistics; needs n >= 2 in both and a positive
+    standard error."""
     sa, sb = var_a / n_a, var_b / n_b
     se = math.sqrt(sa + sb)
     diff = mean_a - mean_b
     t = diff / se
     df = (sa + sb) ** 2 / (sa**2 / (n_a - 1) + sb**2 / (n_b - 1))
     p = float(2.0 * sps.t.sf(abs(t), df))
-    half = float(sps.t.ppf(0.5 + _CI_LEVEL / 2, df)) * se
+    half = float(sps.t.ppf(0.5 + level / 2, df)) * se
     return {"welch_t": t, "welch_df": df, "welch_p": min(p, 1.0), "ci_low": diff - half, "ci_high": diff + half}
 
 
@@ -479,3 +484,204 @@ def welch_over_epochs(
     df["p_adjusted"] = adjust(df["welch_p"].tolist(), correction)
     df["significant"] = df["p_adjusted"].lt(alpha)
     return df
+
+
+# -- Paired samples, simultaneous CIs, equality of spreads -----------------------------------------------------
+PAIRED_KEYS: tuple[str, ...] = (
+    "n", "n_excluded", "mean_a", "mean_b", "diff", "sd_diff", "ci_low", "ci_high", "t", "df", "p", "wilcoxon_p",
+    "wilcoxon_min_p", "dz", "testable", "note",
+)
+
+
+def _pairs(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray, int]:
+    """The complete pairs of two matched 1-D inputs `(n,)` as float64, and how many pairs were dropped
+    because either value is non-finite."""
+    if np.ndim(a) > 1 or np.ndim(b) > 1:
+        raise ValueError(f"a and b must be 1-D (one value per run), got shapes {np.shape(a)} and {np.shape(b)}")
+    xa, xb = np.asarray(a, dtype=float).reshape(-1), np.asarray(b, dtype=float).reshape(-1)
+    if xa.size != xb.size:
+        raise ValueError(f"paired samples must have the same length, got {xa.size} and {xb.size}")
+    keep = np.isfinite(xa) & np.isfinite(xb)
+    return xa[keep], xb[keep], int(keep.size - keep.sum())
+
+
+def _differences(xa: np.ndarray, xb: np.ndarray) -> _Sample:
+    """The differences a - b as a sample, floating-point residue snapped to exactly 0 (0.1 + 0.2 vs 0.3)."""
+    d = xa - xb
+    scale = max(1.0, float(np.max(np.abs(np.concatenate([xa, xb])), initial=0.0)))
+    return _sample(np.where(np.abs(d) <= _SD_RTOL * scale, 0.0, d), "a - b")
+
+
+def _check_level(level: float) -> None:
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+
+
+def _paired_ci(d: _Sample, level: float) -> tuple[float, float]:
+    """t CI `(low, high)` of the mean difference. With every difference the same there is none, unless they
+    are all zero: then there is no difference at all (zero width), as in `compare`."""
+    if d.n < 2 or (d.zero and np.any(d.x)):
+        return math.nan, math.nan
+    half = float(sps.t.ppf(0.5 + level / 2, d.n - 1)) * math.sqrt(d.var / d.n)
+    return d.mean - half, d.mean + half
+
+
+def _wilcoxon_min_p(m: int) -> float:
+    """Smallest two-sided p the exact signed-rank test reaches with m non-zero differences: 2 / 2^m."""
+    return min(1.0, 2.0 ** (1 - m)) if m >= 1 else math.nan
+
+
+def paired(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    alpha: float = 0.05,
+    names: tuple[str, str] = ("a", "b"),
+) -> dict[str, Any]:
+    """Compare two matched samples: the same runs scored twice, or runs paired by a seed that fixes what they
+    share. Tests the mean of the differences a - b.
+
+    Args:
+        a, b: shape `(n,)` each, a[i] and b[i] from the same run (or matched pair). A pair with a non-finite
+            value on either side (a diverged run) is dropped and counted in `n_excluded`.
+        alpha: only used to say in `note` whether the signed-rank test can reach significance at all.
+        names: how `note` refers to the two samples.
+
+    Returns:
+        A flat dict (PAIRED_KEYS): `n` (complete pairs), `n_excluded`, `mean_a`, `mean_b`, `diff` (mean of
+        a - b), `sd_diff` (ddof=1), `ci_low`, `ci_high` (t 95 % CI of diff), `t`, `df`, `p` (paired t-test,
+        two-sided, = scipy `ttest_rel`), `wilcoxon_p` (signed-rank test, two-sided, scipy method="auto": exact
+        for n <= 50, exhaustive permutations with ties or zero differences for n <= 13; zero differences are
+        dropped, "wilcox"; 1 when every difference is zero), `wilcoxon_min_p` (2 / 2^m with m non-zero
+        differences, the exact test's floor), `dz` (diff / sd_diff), `testable` (True when a t-test p
+        exists) and `note` ("" if nothing to say). Anything that cannot be computed is NaN and `note` says why.
+    """
+    xa, xb, excluded = _pairs(a, b)
+    d = _differences(xa, xb)
+    nonzero = int(np.count_nonzero(d.x))
+    nan = math.nan
+    out: dict[str, Any] = {
+        "n": d.n, "n_excluded": excluded, "mean_a": float(np.mean(xa)) if d.n else nan,
+        "mean_b": float(np.mean(xb)) if d.n else nan, "diff": d.mean, "sd_diff": math.sqrt(d.var),
+        "ci_low": nan, "ci_high": nan, "t": nan, "df": float(d.n - 1) if d.n >= 2 else nan, "p": nan,
+        "wilcoxon_p": nan, "wilcoxon_min_p": _wilcoxon_min_p(nonzero), "dz": nan, "testable": False, "note": "",
+    }
+    notes = [f"{excluded} pair{'s' if excluded > 1 else ''} with a non-finite value (diverged run) excluded"
+             ] if excluded else []
+    if d.n < 2:
+        notes.append("no complete pairs: no test possible" if d.n == 0 else "n=1 pair: no test possible")
+        return _finish_paired(out, notes)
+    out["ci_low"], out["ci_high"] = _paired_ci(d, _CI_LEVEL)
+    if nonzero == 0:                            # scipy: t = 0/0 and a signed-rank test of nothing
+        out.update(t=0.0, p=1.0, wilcoxon_p=1.0)
+        notes.append(f"{names[0]} equals {names[1]} in every pair: no difference at all (signed-rank p = 1)")
+        return _finish_paired(out, notes)
+    if d.zero:
+        notes.append("every pair differs by the same amount: the difference is exact for these pairs, "
+                     "a t-test is undefined")
+    else:
+        out["t"] = d.mean / math.sqrt(d.var / d.n)
+        out["p"] = min(1.0, float(2.0 * sps.t.sf(abs(out["t"]), d.n - 1)))
+        out["dz"] = d.mean / math.sqrt(d.var)
+    out["wilcoxon_p"] = float(sps.wilcoxon(d.x, alternative="two-sided", method="auto").pvalue)
+    if nonzero < d.n:
+        notes.append(f"{d.n - nonzero} zero difference{'s' if d.n - nonzero > 1 else ''} left out of the "
+                     f"signed-rank test")
+    if out["wilcoxon_min_p"] >= alpha:
+        notes.append(f"signed-rank test cannot reach p<{alpha:g} with {nonzero} non-zero difference"
+                     f"{'s' if nonzero > 1 else ''} (min p = {out['wilcoxon_min_p']:.3f})")
+    return _finish_paired(out, notes)
+
+
+def _finish_paired(out: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    out["testable"] = bool(np.isfinite(out["p"]))
+    out["note"] = "; ".join(notes)
+    return out
+
+
+def mean_diff_ci(a: ArrayLike, b: ArrayLike, level: float, paired: bool = False) -> tuple[float, float]:
+    """CI `(low, high)` of mean(a) - mean(b) at confidence `level`.
+
+    Unpaired (default): Welch's CI, non-finite values dropped per sample, the same interval `compare` gives at
+    level 0.95. Paired: the t CI of the mean difference over complete pairs, as in `paired`. For m CIs that
+    hold simultaneously (Bonferroni), pass level = 1 - alpha / m.
+
+    NaN, NaN when there is no interval: n < 2 on a side (or fewer than 2 pairs), or zero spread in both samples
+    with different means (the difference is exact; zero width when the means are equal too).
+    """
+    _check_level(level)
+    if paired:
+        return _paired_ci(_differences(*_pairs(a, b)[:2]), level)
+    sa, sb = _sample(a, "a"), _sample(b, "b")
+    if min(sa.n, sb.n) < 2:
+        return math.nan, math.nan
+    if sa.zero and sb.zero:
+        diff = sa.mean - sb.mean
+        return (diff, diff) if _equal_means(sa, sb) else (math.nan, math.nan)
+    res = _welch(sa.mean, sa.var, sa.n, sb.mean, sb.var, sb.n, level=level)
+    return res["ci_low"], res["ci_high"]
+
+
+SPREAD_KEYS: tuple[str, ...] = (
+    "n", "n_excluded", "sd", "groups_tested", "brown_forsythe_w", "brown_forsythe_p", "levene_w", "levene_p",
+    "testable", "note",
+)
+
+
+def spread_test(groups: Sequence[ArrayLike]) -> dict[str, Any]:
+    """Do the groups differ in spread? Brown-Forsythe (Levene's test about the median, robust to skew and
+    outliers: the one to read) and the original Levene test (about the mean).
+
+    Args:
+        groups: k samples `(n_i,)`, one value per seed. Non-finite values are dropped and counted; groups left
+            with fewer than 2 values say nothing about spread and are left out of the test.
+
+    Returns:
+        A flat dict (SPREAD_KEYS): `n`, `n_excluded`, `sd` (ddof=1, NaN for n<2): lists with one entry per
+        group; `groups_tested` (groups with n >= 2), `brown_forsythe_w`, `brown_forsythe_p` (scipy `levene`,
+        center="median"), `levene_w`, `levene_p` (center="mean"), `testable` and `note`. NaN and a note when
+        fewer than 2 groups have n >= 2, or when the deviations from the centre are the same within every
+        group (e.g. 2 values per group: both lie equally far from their midpoint), which leaves no
+        within-group variation to compare against. Zero spread in every group: equal spreads, W = 0, p = 1.
+    """
+    samples = [_sample(g, f"group {i}") for i, g in enumerate(groups)]
+    nan = math.nan
+    out: dict[str, Any] = {
+        "n": [s.n for s in samples], "n_excluded": [s.excluded for s in samples],
+        "sd": [math.sqrt(s.var) for s in samples], "groups_tested": 0, "brown_forsythe_w": nan,
+        "brown_forsythe_p": nan, "levene_w": nan, "levene_p": nan, "testable": False, "note": "",
+    }
+    notes = [f"{s.excluded} non-finite value{'s' if s.excluded > 1 else ''} (diverged run) excluded from group {i}"
+             for i, s in enumerate(samples) if s.excluded]
+    tested = [s for s in samples if s.n >= 2]
+    out["groups_tested"] = len(tested)
+    if len(tested) < len(samples):
+        notes.append(f"{len(samples) - len(tested)} group(s) with fewer than 2 values left out")
+    if len(tested) < 2:
+        notes.append("fewer than 2 groups with n>=2: no test possible")
+    elif all(s.zero for s in tested):
+        out.update(brown_forsythe_w=0.0, brown_forsythe_p=1.0, levene_w=0.0, levene_p=1.0)
+        notes.append("zero variance in every group: the spreads are equal")
+    else:
+        degenerate = []
+        for key, center in (("brown_forsythe", "median"), ("levene", "mean")):
+            if _constant_deviations([s.x for s in tested], center):
+                degenerate.append(center)
+                continue
+            res = sps.levene(*[s.x for s in tested], center=center)
+            out[f"{key}_w"], out[f"{key}_p"] = float(res.statistic), float(res.pvalue)
+        if degenerate:
+            notes.append(f"deviations from the {' and the '.join(degenerate)} are the same within every group "
+                         f"(e.g. 2 values per group): no test possible")
+    out["testable"] = bool(np.isfinite(out["brown_forsythe_p"]))
+    out["note"] = "; ".join(notes)
+    return out
+
+
+def _constant_deviations(xs: list[np.ndarray], center: str) -> bool:
+    """True when |x - centre| is the same for every value of each group (up to floating-point residue):
+    Levene's statistic would divide by a zero within-group sum of squares."""
+    mid = np.median if center == "median" else np.mean
+    devs = [np.abs(x - mid(x)) for x in xs]
+    scale = max(1.0, max(float(np.max(np.abs(x))) for x in xs))
+    return all(np.ptp(z) <= _SD_RTOL * scale for z in devs)

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from adlapp import charts, report
+from adlapp import charts, datacards, report
 from adlapp import compare as cmp
 from adlapp.config import display_name
 from adlapp.metrics import compare_metrics, metric
@@ -32,7 +32,8 @@ def selection(state) -> cmp.Selection:
     preset = cmp.PRESETS.get(state["sig_preset"])
     return cmp.Selection(state["sig_experiment"], tuple(state["sig_variants"]), tuple(state["sig_epochs"]),
                          state["sig_metric"], pairs=preset.selection.pairs if preset else (),
-                         cross=bool(state.get("sig_cross")))
+                         cross=bool(state.get("sig_cross")), exclude_flagged=bool(state.get("sig_exclude")),
+                         pair_seeds=bool(state.get("sig_pair_seeds")))
 
 
 def seeds_table(plans) -> pd.DataFrame:
@@ -45,7 +46,10 @@ def seeds_table(plans) -> pd.DataFrame:
 
 
 st.title("Compare variants")
-st.caption(report.METHOD_CAPTION)
+st.markdown(report.PLAIN_INTRO)
+with st.expander("Method: which test, which correction, and why"):
+    st.markdown(report.METHOD_CAPTION)
+    st.markdown(report.FAMILY_RULE)
 ui.store().mark_stale()                    # a dead trainer's run must not count as a seed on its way
 tables = RunTables.concat([ui.store().tables(), ui.cached().tables])     # store first: it wins on a key
 opts = cmp.options(tables)
@@ -119,7 +123,15 @@ colour = c2.radio("Colour the matrix by", list(COLOUR), format_func=COLOUR.get, 
 c3.toggle("Also pair other variants at other epochs", key="sig_cross",
           help="Different variants at different evaluation epochs: compared only when asked for, corrected as a "
                "family of their own.", **KEEP)
-st.caption(report.FAMILY_RULE)
+c1, c2 = st.columns(2)
+c1.toggle("Leave out runs that collapsed or exploded", key="sig_exclude",
+          help="Off (default): every seed counts, flagged ones too: they are results. On: collapsed and exploded "
+               "runs (see the notes) are left out, and every group says how many.", **KEEP)
+c2.toggle("Pair variants by seed", key="sig_pair_seeds",
+          help="Runs with the same seed start from the same initial weights and see the batches in the same order "
+               "in every variant (common random numbers). Paired by seed, the paired t-test removes what the "
+               "seed does to both; off (default), the groups are treated as independent, which is conservative.",
+          **KEEP)
 
 sel = selection(state)
 m = metric(sel.metric)
@@ -138,9 +150,25 @@ with left:
                 f"\"adj. p (of m)\": adjusted over the m pairs of its family. Hover a cell for every number.")
     st.altair_chart(charts.matrix_chart(res, colour, m.higher_is_better), key="chart_sig_matrix", width="content")
 with right:
-    st.altair_chart(charts.strip_chart(res, m.label), key="chart_sig_strip", width="stretch")
+    baselines = cmp.baselines(sel.experiment, m.key)
+    st.altair_chart(charts.strip_chart(res, m.label, baselines=report.baseline_labels(baselines)),
+                    key="chart_sig_strip", width="stretch")
+    if baselines:
+        st.caption("Dashed: " + "; ".join(f"{k} {report.number(v, 3)}" for k, v in baselines.items())
+                   + " — what a model that learned nothing scores on these data.")
 st.dataframe(report.pair_table(res.pairs, correction), hide_index=True)
 st.markdown("\n".join(f"- {report.pair_sentence(r, correction)}" for r in res.pairs.to_dict("records")))
+if note := report.test_set_note(datacards.load(sel.experiment), m.key,
+                                float(res.summary["mean"].mean()) if len(res.summary) else None):
+    st.caption(note)
+
+with st.expander("Spread across seeds at each evaluation epoch (the report's last question)"):
+    scored = m if m.split == "test" else next(x for x in compare_metrics(sel.experiment) if x.split == "test")
+    spread = cmp.seed_spread(tables, sel.experiment, sel.variants, scored, sel.exclude_flagged)
+    if (chart := charts.spread_chart(spread)) is not None:
+        st.altair_chart(chart, key="chart_sig_spread", width="stretch")
+    for line in report.spread_lines(spread):
+        st.markdown(f"- {line}")
 
 st.subheader("How many seeds do I need?")
 labels = res.pair_labels()

@@ -3,10 +3,16 @@ import streamlit as st
 
 from adlapp import charts, library, report
 from adlapp import compare as cmp
-from adlapp.metrics import figure_metrics, label, test_metrics
+from adlapp.metrics import by_row, figure_metrics, label, test_metrics
+from adlapp.metrics import metrics_for as _metrics_for
 from pages import _common as ui
 
 STUDY_PARAM = "study"
+
+
+def metric_list():
+    """The best-validation test scores (recorded by runs trained now, absent from older bundles)."""
+    return [m for exp in ("cnn", "unet") for m in _metrics_for(exp) if m.row.startswith("best_")]
 FIGURES = {"cnn": "Figure 1 reborn: CNN variants", "unet": "Figure 2 reborn: U-Net variants"}
 
 
@@ -47,32 +53,56 @@ if tables.runs.empty:
 
 st.caption(f"Loaded {len(tables.runs)} run(s) from {len(cache.bundles)} bundle(s) in cached_runs/: "
            + ", ".join(cache.bundles["file"]))
+st.info("**These runs were trained on data generated in code**, not on the public card and retina data sets of "
+        "the course report: the models and comparisons are the report's, the numbers are a new experiment. "
+        "Where the report has a number for the same cell, it is shown beside ours and labelled as the report's.")
+missing = [m.label for m in metric_list() if not (tables.tests["name"] == m.row).any()]
+if missing:
+    st.caption("The shipped runs predate the best-validation scores: " + ", ".join(missing)
+               + " are not recorded in them (runs trained now record them).")
 log_x = st.checkbox("log-scale epochs", value=True, key="home_log_x", **ui.KEEP)
 for exp, title in FIGURES.items():
     part = tables.select(set(tables.runs.loc[tables.runs["experiment"] == exp, "key"]))
     if part.runs.empty:
         continue
     st.subheader(title)
+    ui.data_card(exp)
+    flags = cmp.run_health(part, cmp.runs_frame(part, exp))
+    score = figure_metrics(exp)[1]
+    base = cmp.baselines(exp, score)
     st.caption("Per variant a column: mean over seeds (line) inside the min/max band of the seeds; column "
                "heads give the final test metrics as mean ± sd (ddof=1) with n seeds. Diamonds on the "
                f"{label('epoch', figure_metrics(exp)[1])} row: {charts.figure_marker(exp).label} after each "
                "epoch the test split was scored at, mean ± sd (error bar); hover for n.")
-    if (chart := charts.figure_chart(part, exp, log_x=log_x)) is not None:
+    if (chart := charts.figure_chart(part, exp, log_x=log_x, baselines=report.baseline_labels(base),
+                                     flags=flags)) is not None:
         st.altair_chart(chart, width="content")
+    if base:
+        st.caption(f"Dashed on the {label('epoch', score)} row: " + "; ".join(
+            f"{k} {report.number(v, 3)}" for k, v in base.items()) + " (a model that learned nothing). "
+            "Red crosses: runs flagged below, where they collapsed or exploded.")
+    for line in ui.health_lines(part, exp):
+        st.warning(line)
     for note in report.seed_progress_notes(part):
         st.caption(note)
     summary = cmp.test_summary(part, test_metrics(exp))
     if exp == "unet" and len(course := report.course_table(summary)):
-        st.markdown("**U-Net test pixel accuracy by epoch budget** (the report's table), mean ± sd (n seeds)")
+        st.markdown("**U-Net test pixel accuracy and F1 by epoch budget** (the report's table), ours beside the "
+                    "report's")
         st.table(course)
-    with st.expander(f"All {exp.upper()} test metrics, every seed"):
-        st.dataframe(report.test_table(summary, exp), hide_index=True)
+        st.caption(report.COURSE_TABLE_CAPTION)
+    baselines = {m: cmp.baselines(exp, by_row("test", m).key) for m in test_metrics(exp)}
+    with st.expander(f"All {exp.upper()} test metrics, every seed, and the baselines"):
+        st.dataframe(report.test_table(summary, exp, baselines), hide_index=True)
 
 st.subheader("What the numbers say")
-st.caption("Generated from these runs: Welch's t-test with Holm's correction within each family of pairs "
-           "(the pairs at one evaluation epoch; one variant across epochs; the pairs a claim names), Δ with its "
-           "95 % CI, sd with ddof=1. Every pair, each seed's value and how many seeds you would need are on the "
-           "Compare page, whose presets \"Course: …\" give the same numbers.")
+st.caption("Generated from these runs, across seeds on one fixed test set: Welch's t-test for different "
+           "variants, the paired t-test for one variant's runs scored at two budgets, Holm's correction within "
+           "each family of pairs (the pairs at one evaluation epoch; one variant across epochs; the pairs a claim "
+           "names), Δ = a − b with its 95 % CI (simultaneous over the family where an adjusted p is given), sd "
+           "with ddof=1, every seed kept (flagged ones too). Every pair, each seed's value and how many seeds you "
+           "would need are on the Compare page, whose presets \"Course: …\" give the same numbers, as does "
+           "`python -m adlapp compare --preset …`.")
 folder = library.cached_runs_dir()
 lines = _reading(str(folder), library.folder_signature(folder), tables) or ["No finished runs to compare yet."]
 st.markdown("\n".join(f"- {line}" for line in lines))

@@ -368,3 +368,107 @@ def test_course_study_reads_the_presets_families():
         res = cmp.analyse(t, cmp.resolve(f.preset, opts)[1])
         mine = res.pairs[res.pairs["family"] == f.family]
         pd.testing.assert_frame_equal(f.pairs, mine)
+
+
+# -- paired when paired: the test follows the run keys ---------------------------------------------------------
+def test_paired_test_exactly_when_the_two_groups_are_the_same_runs():
+    """One series at two epochs with the same run keys: paired t (scipy's ttest_rel), Wilcoxon beside it.
+    The same seeds in separate runs (a 3- and a 5-epoch run per seed) or other variants: Welch, unless
+    pairing by seed is asked for."""
+    from scipy import stats as sps
+
+    long = cnn(epochs=5, eval_at=(3,))
+    scores = {0: (0.50, 0.56), 1: (0.52, 0.55), 2: (0.49, 0.58), 3: (0.51, 0.53)}
+    runs = [(long, s, "done", {3: {"acc": a3, "loss": 0.5}, 5: {"acc": a5, "loss": 0.5}},
+             {e: {"val_acc": a5} for e in range(1, 6)}) for s, (a3, a5) in scores.items()]
+    t = tables(*runs)
+    res = cmp.analyse(t, cmp.Selection("cnn", ("cnn/adam",), (3, 5), "test_acc"))
+    (row,) = res.pairs.to_dict("records")
+    a3, a5 = [v[0] for v in scores.values()], [v[1] for v in scores.values()]
+    assert row["test"] == "paired-t" and row["paired_by"] == "runs" and row["n_pairs"] == 4
+    assert row["p"] == pytest.approx(sps.ttest_rel(a3, a5).pvalue, rel=1e-12)
+    assert row["wilcoxon_p"] == pytest.approx(sps.wilcoxon(a3, a5).pvalue, rel=1e-12)
+    lo, hi = sps.ttest_rel(a3, a5).confidence_interval(0.95)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi), rel=1e-9)
+    assert math.isnan(row["welch_p"]) and math.isnan(row["mwu_p"])
+
+    # the same seeds, but a separate 3-epoch run per seed: different keys, so Welch
+    short = [(cnn(epochs=3), s, "done", {3: {"acc": a, "loss": 0.5}}, {e: {"val_acc": a} for e in (1, 2, 3)})
+             for s, (a, _) in scores.items()]
+    only5 = [(cnn(epochs=5), s, "done", {5: {"acc": b, "loss": 0.5}}, {e: {"val_acc": b} for e in range(1, 6)})
+             for s, (_, b) in scores.items()]
+    res = cmp.analyse(tables(*short, *only5), cmp.Selection("cnn", ("cnn/adam",), (3, 5), "test_acc"))
+    (row,) = res.pairs.to_dict("records")
+    assert row["test"] == "welch" and row["p"] == pytest.approx(sps.ttest_ind(a3, a5, equal_var=False).pvalue)
+
+    # other variants at one epoch: Welch by default, paired by seed when asked (matched on the common seeds)
+    sgd = [(cnn("cnn/sgd", epochs=5, eval_at=(3,)), s, "done", {3: {"acc": a - 0.1 + 0.01 * s, "loss": 0.5},
+                                                                5: {"acc": 0.4, "loss": 0.5}},
+            {e: {"val_acc": 0.4} for e in range(1, 6)}) for s, (a, _) in scores.items() if s < 3]
+    t = tables(*runs, *sgd)
+    sel = cmp.Selection("cnn", ("cnn/adam", "cnn/sgd"), (3,), "test_acc")
+    (row,) = cmp.analyse(t, sel).pairs.to_dict("records")
+    assert row["test"] == "welch" and row["n_a"] == 4 and row["n_b"] == 3
+    (row,) = cmp.analyse(t, replace(sel, pair_seeds=True)).pairs.to_dict("records")
+    sgd3 = [a - 0.1 + 0.01 * s for s, (a, _) in scores.items() if s < 3]
+    assert row["test"] == "paired-t" and row["paired_by"] == "seeds" and row["n_pairs"] == 3
+    assert row["p"] == pytest.approx(sps.ttest_rel(a3[:3], sgd3).pvalue, rel=1e-12)
+
+
+def test_the_simultaneous_ci_widens_with_the_family_and_matches_bonferroni():
+    from scipy import stats as sps
+
+    res = cmp.compare_groups(groups_of(CMP_FAMILY))
+    m = int(res.pairs["family_size"].iloc[0])
+    assert m == 3
+    for r in res.pairs.to_dict("records"):
+        a, b = CMP_FAMILY[r["a"]], CMP_FAMILY[r["b"]]
+        lo, hi = sps.ttest_ind(a, b, equal_var=False).confidence_interval(1 - 0.05 / m)
+        assert (r["ci_adj_low"], r["ci_adj_high"]) == pytest.approx((lo, hi), rel=1e-9)
+        assert r["ci_adj_low"] < r["ci_low"] and r["ci_adj_high"] > r["ci_high"]
+
+
+CMP_FAMILY = {"A": [0.50, 0.52, 0.55, 0.51], "B": [0.56, 0.58, 0.57, 0.60], "C": [0.40, 0.47, 0.45, 0.43]}
+
+
+# -- run health inside the groups --------------------------------------------------------------------------------
+def collapsing(cfg, seed, peak, end, at=20):
+    """A CNN run whose validation accuracy climbs to `peak` by epoch `at`, then sits at `end` (its test
+    accuracy at the last epoch), with a sane training loss."""
+    curve = {e: {"val_acc": peak * min(e, at) / at if e <= at else end, "train_loss": 3.0, "val_loss": 3.0}
+             for e in range(1, cfg.epochs + 1)}
+    return cfg, seed, "done", {cfg.epochs: {"acc": end, "loss": 4.0}}, curve
+
+
+def test_collapsed_runs_are_flagged_kept_by_default_and_left_out_on_request():
+    cfg = cnn(epochs=40)
+    chance = 1 / 53
+    runs = [collapsing(cfg, 0, 0.45, 0.44), collapsing(cfg, 1, 0.47, 0.46), collapsing(cfg, 2, 0.46, chance),
+            collapsing(cfg, 3, 0.44, chance), collapsing(cfg, 4, 0.45, 0.45)]
+    t = tables(*runs)
+    sel = cmp.Selection("cnn", ("cnn/adam",), (40,), "test_acc")
+    (g,) = cmp.extract_groups(t, "cnn", sel.variants, sel.epochs, sel.metric)[0]
+    assert g.n == 5 and [s for s, h in g.flags] == [2, 3]
+    assert {h.reason for _, h in g.flags} == {"collapsed"} and all(h.epoch == 21 for _, h in g.flags)
+    (kept,) = cmp.extract_groups(t, "cnn", sel.variants, sel.epochs, sel.metric, exclude_flagged=True)[0]
+    assert kept.n == 3 and kept.n_flagged_out == 2 and kept.seeds == (0, 1, 4)
+    # at an epoch before the collapse nothing is flagged: health is judged up to the group's epoch
+    early = cmp.run_health(t, cmp.runs_frame(t, "cnn"), epoch=20)
+    assert not any(h.flagged for h in early.values())
+
+
+def test_an_exploded_run_is_flagged_and_baselines_come_from_the_data_card():
+    cfg = cnn(epochs=6)
+    boom = {e: {"train_loss": 4.0 if e == 1 else 4.0 * 10 ** e, "val_loss": 9.0, "val_acc": 1 / 53}
+            for e in range(1, 7)}
+    t = tables((cfg, 0, "done", {6: {"acc": 1 / 53, "loss": 9.0}}, boom))
+    (h,) = cmp.run_health(t, cmp.runs_frame(t, "cnn")).values()
+    assert h.reason == "exploded" and h.epoch == 3            # 4e3 > 100 x 4.0, 4e2 is not
+    from adlapp import datacards
+
+    card = datacards.load("cnn")
+    assert cmp.baselines("cnn", "test_acc") == {"chance": pytest.approx(1 / card.num_classes, abs=1e-6)}
+    unet_card = datacards.load("unet")
+    assert cmp.baselines("unet", "test_pixel_acc") == {"all background": unet_card.baselines["test"]
+                                                        ["all_background"]["pixel_acc"]}
+    assert cmp.baselines("unet", "test_loss") == {}

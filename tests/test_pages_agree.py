@@ -131,7 +131,7 @@ def reading_pairs(bullets: list[str]) -> list[tuple[str, str, str, str, int]]:
 def compare_table(at: AppTest, preset: str) -> pd.DataFrame:
     at.selectbox(key="sig_preset").set_value(preset).run()
     assert not at.exception, at.exception
-    table = next(df.value for df in at.dataframe if "Welch p" in df.value.columns)
+    table = next(df.value for df in at.dataframe if "pair (Δ = a − b)" in df.value.columns)
     return table.set_index("pair (Δ = a − b)")
 
 
@@ -184,3 +184,29 @@ def test_the_reading_is_the_presets_analysis(three_seeds):
         mine = res.pairs[res.pairs["family"] == f.family]
         assert len(mine) and mine["tested"].all()
         pd.testing.assert_frame_equal(f.pairs, mine)
+
+
+def test_the_compare_cli_gives_the_homes_families_and_adjusted_p(three_seeds, monkeypatch, capsys, tmp_path):
+    """`python -m adlapp compare --preset P --json` (store + cached_runs/, as the Compare page reads them)
+    reports, for every family the Home reading reads, the same pairs, tests, family sizes and adjusted p."""
+    from adlapp import cli
+    from adlapp.library import load_cached
+
+    monkeypatch.setenv("ADLAPP_CACHED_RUNS", str(three_seeds))
+    findings = cmp.course_study(load_cached(three_seeds).tables)
+    empty_store = tmp_path / "store"
+    empty_store.mkdir()
+    for f in findings:
+        experiment = cmp.PRESETS[f.preset].selection.experiment
+        assert cli.main(["compare", "--experiment", experiment, "--preset", f.preset, "--store", str(empty_store),
+                         "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        (family,) = [fam for fam in out["families"] if fam["name"] == f.family]
+        want = f.pairs.to_dict("records")
+        assert [(p["a_label"], p["b_label"]) for p in family["pairs"]] == [(r["a"], r["b"]) for r in want]
+        for got, r in zip(family["pairs"], want, strict=True):
+            assert got["test"] == r["test"] and got["p_adj"] == pytest.approx(r["p_adjusted"], rel=1e-12)
+            assert got["significant"] == r["significant"] and family["size"] == r["family_size"]
+        by_label = {g["label"]: g for g in out["groups"]}
+        for g in f.comparison.groups:
+            assert by_label[g.label]["seeds"] == list(g.seeds) and by_label[g.label]["n"] == g.n
