@@ -28,13 +28,14 @@ import pandas as pd
 from adlapp import compare as cmp
 from adlapp import report
 from adlapp.config import VARIANTS, display_name
+from adlapp.health import Health
 from adlapp.metrics import METRICS, Metric, figure_metrics, label, metrics_for, test_metrics
 from adlapp.store import RunTables
 
 __all__ = [
     "PALETTE", "colours", "keep_epochs", "curve_frame", "curves_chart", "curves_spec", "figure_marker",
     "figure_chart",
-    "matrix_chart", "strip_chart", "power_chart", "curve_test_chart",
+    "matrix_chart", "strip_chart", "power_chart", "curve_test_chart", "spread_chart",
 ]
 
 # Tableau 10: distinguishable, colour-blind friendlier than the theme default (which made two blues).
@@ -42,6 +43,11 @@ PALETTE = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b
            "#9d755d", "#bab0ac")
 _INCOMPLETE = "not all seeds yet"
 _COMPLETE = "all seeds"
+_BASELINE = "#888888"               # reference levels (chance, majority class): grey, never a series colour
+_FLAG = "#d62728"                   # a flagged run (adlapp.health): red, on top of the series colours
+_HEALTH_SHAPES = {"ok": "circle", "diverged": "square", "exploded": "triangle-up", "collapsed": "cross"}
+_SIGNIFICANT = "significant (adjusted p < α)"
+_NOT_SIGNIFICANT = "not significant"
 
 
 # -- colour: one function for every chart ----------------------------------------------------------------------
@@ -232,11 +238,38 @@ def _curves(frame: pd.DataFrame, domain: tuple[str, ...], rng: tuple[str, ...], 
                       scale=alt.Scale(domain=list(domain), range=list(rng)),
                       legend=alt.Legend(labelLimit=400, titleLimit=400, symbolStrokeWidth=3, symbolOpacity=1,
                                         orient="bottom"))      # below the panels: three fit a laptop-wide page
-    layered = alt.layer(*_layers(sel, _x(log_x), color, band, seeds), data=frame).add_params(sel)
+    layers = _layers(sel, _x(log_x), color, band, seeds)
+    if label("epoch", "val_loss") in metrics:
+        layers.append(_val_loss_min_layer(sel, _x(log_x), color))
+    layered = alt.layer(*layers, data=frame).add_params(sel)
     return (layered.properties(width=width, height=height)
             .facet(facet=alt.Facet("metric:N", sort=list(metrics), title=None, header=_facet_header()),
                    columns=columns)
             .resolve_scale(y="independent"))
+
+
+def _val_loss_min_layer(sel: alt.Parameter, x: alt.X, color: alt.Color) -> alt.Chart:
+    """A point at each series' lowest *mean* validation loss, found by the spec itself (Vega-Lite transforms),
+    so it also marks `curves_spec`'s data-less spec fed fresh data every poll.
+
+    Only epochs every seed has reached count: a mean over fewer seeds jumps when a slow seed arrives, so its
+    minimum would be an artefact. Ties go to the earliest epoch. The tooltip says "then it rises" only when
+    the series has later (complete) epochs, all of them above the minimum by construction."""
+    keep = ((alt.datum.kind == "mean") & (alt.datum.name == "val_loss") & (alt.datum.all_seeds == _COMPLETE))
+    note = ("'lowest mean validation loss: epoch ' + datum.epoch + (datum.epoch < datum.last_epoch"
+            " ? ' (then it rises: overfitting)' : ' (the last epoch so far: not rising yet)')")
+    return (alt.Chart().transform_filter(keep)
+            .transform_joinaggregate(last_epoch="max(epoch)", groupby=["series"])
+            .transform_window(val_loss_rank="row_number()", groupby=["series"],
+                              sort=[alt.SortField("mean", "ascending"), alt.SortField("epoch", "ascending")])
+            .transform_filter(alt.datum.val_loss_rank == 1)
+            .transform_calculate(val_loss_min=note)
+            .mark_point(shape="triangle-down", filled=True, size=110, stroke="#222", strokeWidth=0.8)
+            .encode(x=x, y=alt.Y("mean:Q", title=None), color=color,
+                    opacity=alt.when(sel).then(alt.value(1.0)).otherwise(alt.value(0.15)),
+                    tooltip=[alt.Tooltip("series:N", title="variant"), alt.Tooltip("val_loss_min:N", title="minimum"),
+                             alt.Tooltip("mean:Q", title="mean validation loss", format=".4f"),
+                             alt.Tooltip("seeds_note:N", title="n seeds")]))
 
 
 def curves_spec(frame: pd.DataFrame, log_x: bool = True, band: str = "minmax", seeds: bool = False,
@@ -273,14 +306,22 @@ def figure_marker(experiment: str) -> Metric:
 
 
 def figure_chart(tables: RunTables, experiment: str, log_x: bool = True, max_points: int = 120,
-                 width: int | None = None, height: int = 150) -> alt.FacetChart | None:
+                 width: int | None = None, height: int = 150, baselines: dict[str, float] | None = None,
+                 flags: dict[str, Health] | None = None) -> alt.FacetChart | None:
     """The course report's Figure 1 (CNN) / Figure 2 (U-Net), reborn: one column per series, rows training
     loss and validation accuracy (F1 for U-Net), min/max band over the seeds around the mean, log-x epochs
     shared per column, and each column headed by its final test metrics as mean ± sd (n seeds).
 
     The accuracy/F1 row also marks the test score (`figure_marker`: test accuracy / test F1, the row's own
     units) after every epoch the test split was scored at, e.g. the U-Net's 200, 400 and 1000: a diamond at
-    the mean with a ± sd (ddof=1) error bar, its tooltip giving n and every test metric there."""
+    the mean with a ± sd (ddof=1) error bar, its tooltip giving n and every test metric there.
+
+    baselines: label -> value in the second row's units ({"chance 0.019": 0.019}); each is a dashed grey
+    rule across every column of that row, labelled at its right end (and in its tooltip).
+    flags: run key -> `health.Health`; each flagged run (`Health.flagged`) of these tables gets a red cross
+    on the second row in its series' column, at its own value of that row's metric at `Health.epoch` (the
+    nearest epoch it has a value at, when it has none there), its tooltip "seed S: <reason> at epoch E — detail".
+    """
     rows = figure_metrics(experiment)
     frame = curve_frame(tables, rows, max_points=max_points)
     if frame.empty:
@@ -289,17 +330,24 @@ def figure_chart(tables: RunTables, experiment: str, log_x: bool = True, max_poi
     heads = report.figure_heads(summary, experiment)
     if len(marks := _test_marks(summary, experiment)):
         frame = pd.concat([frame, marks], ignore_index=True)
-    frame["panel"] = frame["series"].map(heads).fillna(frame["series"])
+    frame["panel"] = [heads.get(s, s) for s in frame["series"]]
     order = _series_frame(frame)
     domain, rng = colours(order)
     panels = [heads.get(s, s) for s in order["series"]]
     width = width or max(120, min(200, 680 // len(panels)))      # 4 columns + axes fit a wide page (~950 px)
+    extra = [_baseline_rows(baselines, order, heads, rows[1]), _flag_rows(tables, flags, order, heads, rows[1])]
+    if any(len(e) for e in extra):
+        frame = pd.concat([frame, *[e for e in extra if len(e)]], ignore_index=True)
     sel = alt.selection_point(fields=["series"], bind="legend", name="pick")
     color = alt.Color("series:N", scale=alt.Scale(domain=domain, range=rng), legend=None)
     x = _x(log_x)
     x["scale"] = x["scale"].copy()
     x["scale"]["padding"] = 6                                     # a test marker at the last epoch shows whole
     layers = [*_layers(sel, x, color, "minmax", False), *_test_layers(x, color)]
+    if len(extra[0]):
+        layers += _baseline_layers(width)
+    if len(extra[1]):
+        layers.append(_flag_layer(x))
     layered = alt.layer(*layers, data=frame).add_params(sel)
     return (layered.properties(width=width, height=height)
             .facet(row=alt.Row("metric:N", sort=[label("epoch", m) for m in rows], title=None,
@@ -307,6 +355,71 @@ def figure_chart(tables: RunTables, experiment: str, log_x: bool = True, max_poi
                    column=alt.Column("panel:N", sort=panels, title=None, header=_facet_header()))
             .resolve_scale(y="independent")
             .configure_legend(orient="bottom"))                   # not beside the columns: keeps the width
+
+
+def _baseline_rows(baselines: dict[str, float] | None, order: pd.DataFrame, heads: dict[str, str],
+                   row: str) -> pd.DataFrame:
+    """Rows (kind "baseline") for the reference rules: one per baseline *and* column, because a layer of a
+    faceted chart only appears in the cells whose facet fields (metric, panel) its rows carry."""
+    out = [{"kind": "baseline", "series": s, "variant": v, "panel": heads.get(s, s), "name": row,
+            "metric": label("epoch", row), "baseline": float(value), "baseline_label": name}
+           for name, value in (baselines or {}).items() if np.isfinite(value)
+           for s, v in zip(order["series"], order["variant"], strict=True)]
+    return pd.DataFrame(out)
+
+
+def _baseline_layers(width: int | str, data: pd.DataFrame | None = None, title: str | None = None) -> list[alt.Chart]:
+    """A dashed grey rule across the plot at each `kind == "baseline"` row's value, its label at the right end.
+    `width`: the plot's width in pixels, or "width" (Vega-Lite's own) where the chart's width is not fixed;
+    `data`: the rows (None: the enclosing layer's); `title`: the y axis title the other layers give."""
+    base = (alt.Chart() if data is None else alt.Chart(data)).transform_filter(alt.datum.kind == "baseline")
+    y = alt.Y("baseline:Q", title=title, scale=alt.Scale(zero=False))
+    tip = [alt.Tooltip("baseline_label:N", title="baseline"), alt.Tooltip("baseline:Q", title="value", format=".4g")]
+    rule = base.mark_rule(color=_BASELINE, strokeDash=[4, 3], strokeWidth=1.2).encode(y=y, tooltip=tip)
+    text = base.mark_text(align="right", baseline="bottom", dx=-2, dy=-2, fontSize=9, color="#555").encode(
+        x=alt.value(width), y=y, text="baseline_label:N", tooltip=tip)
+    return [rule, text]
+
+
+def _flag_rows(tables: RunTables, flags: dict[str, Health] | None, order: pd.DataFrame, heads: dict[str, str],
+               row: str) -> pd.DataFrame:
+    """Rows (kind "flag") for the flagged runs' markers on the second row: one per flagged run of `tables`
+    whose series is drawn, at (Health.epoch, the run's own value of `row` there, or at the nearest epoch it
+    has a finite value; the run's last epoch when Health.epoch is None)."""
+    flagged = {k: h for k, h in (flags or {}).items() if h is not None and h.flagged}
+    if not flagged:
+        return pd.DataFrame()
+    lab = cmp.series_table(tables.runs)
+    lab = lab[lab["key"].isin(set(flagged)) & lab["series"].isin(set(order["series"]))]
+    ep = tables.epochs[(tables.epochs["name"] == row) & tables.epochs["key"].isin(set(lab["key"]))]
+    ep = ep.astype({"epoch": "int64", "value": "float64"})
+    ep = ep[np.isfinite(ep["value"])]
+    out = []
+    for r in lab.to_dict("records"):
+        h, mine = flagged[r["key"]], ep[ep["key"] == r["key"]]
+        if mine.empty:
+            continue                                  # no value of this row at all: nowhere to put the marker
+        at = int(h.epoch) if h.epoch is not None else int(mine["epoch"].max())
+        # nearest epoch with a value, the earlier one on a tie
+        near = mine.iloc[np.lexsort((mine["epoch"].to_numpy(), np.abs(mine["epoch"].to_numpy() - at)))[0]]
+        seed = int(r["seed"])
+        note = f"seed {seed}: {h.reason} at epoch {at}" + (f" — {h.detail}" if h.detail else "")
+        out.append({"kind": "flag", "series": r["series"], "variant": r["variant"], "key": r["key"], "seed": seed,
+                    "panel": heads.get(r["series"], r["series"]), "name": row, "metric": label("epoch", row),
+                    "epoch": int(near["epoch"]), "value": float(near["value"]), "health": h.reason,
+                    "flag_epoch": at, "flag_note": note})
+    return pd.DataFrame(out)
+
+
+def _flag_layer(x: alt.X) -> alt.Chart:
+    """A red cross at each `kind == "flag"` row (a flagged run, see `_flag_rows`)."""
+    return (alt.Chart().transform_filter(alt.datum.kind == "flag")
+            .mark_point(shape="cross", filled=True, size=90, color=_FLAG, stroke="white", strokeWidth=0.5, opacity=1)
+            .encode(x=x, y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+                    tooltip=[alt.Tooltip("flag_note:N", title="flagged"), alt.Tooltip("health:N"),
+                             alt.Tooltip("series:N", title="variant"), alt.Tooltip("seed:Q"),
+                             alt.Tooltip("epoch:Q", title="value at epoch"),
+                             alt.Tooltip("value:Q", format=".4f")]))
 
 
 def _test_marks(summary: pd.DataFrame, experiment: str) -> pd.DataFrame:
@@ -401,20 +514,43 @@ def matrix_chart(res: cmp.Comparison, color_by: str = "diff", higher_is_better: 
                                     autosize=alt.AutoSizeParams(type="pad"))
 
 
-def strip_chart(res: cmp.Comparison, metric_label: str) -> alt.LayerChart:
+def strip_chart(res: cmp.Comparison, metric_label: str,
+                baselines: dict[str, float] | None = None) -> alt.LayerChart:
     """Every seed's value per group (always the raw points), coloured by series as on every page, with the
-    mean and its 95 % t-interval."""
+    mean and its 95 % t-interval.
+
+    A seed its group lists in `Group.flags` (adlapp.health: diverged, exploded, collapsed) is drawn in a second
+    layer with its reason's shape (legend "health"), its tooltip giving the reason, epoch and detail; the
+    others stay circles (tooltip health "ok").
+    baselines: label -> value in the metric's units, each a dashed grey rule labelled at its right end."""
     axis = {g.label: report.axis_label(g) for g in res.groups}
     order = [axis[g.label] for g in res.groups]
-    points = res.points.assign(axis_label=res.points["label"].map(axis))
+    flagged = {(g.label, int(seed)): h for g in res.groups for seed, h in g.flags if h.flagged}
+    healths = [flagged.get((lab, int(seed))) for lab, seed in zip(res.points["label"], res.points["seed"],
+                                                                  strict=True)]
+    points = res.points.assign(
+        axis_label=res.points["label"].map(axis),
+        health=[h.reason if h else "ok" for h in healths],
+        health_note=["" if h is None else f"{h.reason} at epoch {h.epoch}" + (f" — {h.detail}" if h.detail else "")
+                     for h in healths])
     summ = res.summary.assign(axis_label=res.summary["label"].map(axis))
     x = alt.X("axis_label:N", title=None, sort=order,
               axis=alt.Axis(labelAngle=-40, labelLimit=220, labelOverlap=False))
-    pts = alt.Chart(points).mark_circle(size=70, opacity=0.75).encode(
-        x=x, xOffset=alt.XOffset("seed:N"),
-        y=alt.Y("value:Q", title=metric_label, scale=alt.Scale(zero=False)),
-        color=_colour(points, legend=None),
-        tooltip=["label:N", "seed:Q", alt.Tooltip("value:Q", format=".4g")])
+    y = alt.Y("value:Q", title=metric_label, scale=alt.Scale(zero=False))
+    tooltip = ["label:N", "seed:Q", alt.Tooltip("value:Q", format=".4g"), alt.Tooltip("health:N"),
+               alt.Tooltip("health_note:N", title="flagged")]
+    # healthy seeds stay circles (the first layer, as before); flagged ones are a layer of their own, shaped
+    # by reason, so the legend lists only the reasons present
+    pts = alt.Chart(points[points["health"] == "ok"]).mark_circle(size=70, opacity=0.75).encode(
+        x=x, xOffset=alt.XOffset("seed:N"), y=y, color=_colour(points, legend=None), tooltip=tooltip)
+    bad = points[points["health"] != "ok"]
+    shown = [r for r in _HEALTH_SHAPES if r in set(bad["health"])]
+    flagged_pts = [alt.Chart(bad).mark_point(size=90, opacity=0.9, filled=True, stroke="#222",
+                                             strokeWidth=0.6).encode(
+        x=x, xOffset=alt.XOffset("seed:N"), y=y, color=_colour(points, legend=None),
+        shape=alt.Shape("health:N", title="health", legend=alt.Legend(values=shown, orient="bottom"),
+                        scale=alt.Scale(domain=list(_HEALTH_SHAPES), range=list(_HEALTH_SHAPES.values()))),
+        tooltip=tooltip)] if len(bad) else []
     summ = summ[["label", "axis_label", "n", "mean", "ci_low", "ci_high"]]
     tip = ["label:N", "n:Q", alt.Tooltip("mean:Q", format=".4g"), alt.Tooltip("ci_low:Q", format=".4g"),
            alt.Tooltip("ci_high:Q", format=".4g")]
@@ -422,7 +558,10 @@ def strip_chart(res: cmp.Comparison, metric_label: str) -> alt.LayerChart:
                                                                          tooltip=tip)
     mean = alt.Chart(summ).mark_point(shape="diamond", filled=True, size=140, color="black").encode(
         x=x, y="mean:Q", tooltip=tip)
-    return (pts + ci + mean).properties(title="every seed, mean ± 95 % CI", height=360)
+    ref = pd.DataFrame([{"kind": "baseline", "baseline": float(v), "baseline_label": k}
+                        for k, v in (baselines or {}).items() if np.isfinite(v)])
+    rules = _baseline_layers("width", ref, metric_label) if len(ref) else []
+    return alt.layer(pts, *flagged_pts, ci, mean, *rules).properties(title="every seed, mean ± 95 % CI", height=360)
 
 
 def power_chart(plan: cmp.PowerPlan, targets: Sequence[float] = (0.8, 0.9)) -> alt.LayerChart:
@@ -444,7 +583,7 @@ def power_chart(plan: cmp.PowerPlan, targets: Sequence[float] = (0.8, 0.9)) -> a
 
 def curve_test_chart(cur: cmp.CurveTest, width: int = 760) -> alt.VConcatChart:
     """The two series' per-epoch curves (mean line, min-max band, coloured as on every page) over a strip of
-    the epochs where Welch rejects (`compare.curve_test`)."""
+    the epochs, dark where the difference is significant after the correction (`compare.curve_test`)."""
     x = alt.X("epoch:Q", title="epoch", scale=alt.Scale(zero=False, nice=False))
     curves = cur.curves
     base = alt.Chart(curves).encode(x=x, color=_colour(curves, "label", title=None, legend=alt.Legend(orient="top")))
@@ -452,10 +591,11 @@ def curve_test_chart(cur: cmp.CurveTest, width: int = 760) -> alt.VConcatChart:
                                              y2="hi:Q")
     line = base.mark_line().encode(y="mean:Q", tooltip=[alt.Tooltip("label:N", title="variant"), "epoch:Q",
                                                         "n:Q", alt.Tooltip("mean:Q", format=".4g")])
-    marks = cur.tests.assign(verdict=np.where(cur.tests["significant"], "Welch rejects", "no evidence"))
+    # "not significant" is not "no evidence": with few seeds a real difference often stays not significant
+    marks = cur.tests.assign(verdict=np.where(cur.tests["significant"], _SIGNIFICANT, _NOT_SIGNIFICANT))
     strip = alt.Chart(marks).mark_tick(thickness=2).encode(
-        x=x, color=alt.Color("verdict:N", title=None, legend=alt.Legend(orient="bottom"),
-                             scale=alt.Scale(domain=["Welch rejects", "no evidence"],
+        x=x, color=alt.Color("verdict:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=300),
+                             scale=alt.Scale(domain=[_SIGNIFICANT, _NOT_SIGNIFICANT],
                                              range=["#222222", "#d9d9d9"])),
         tooltip=["epoch:Q", alt.Tooltip("diff:Q", format=".4g", title="Δ"),
                  alt.Tooltip("welch_p:Q", format=".4g"), alt.Tooltip("p_adjusted:Q", format=".4g")])
@@ -463,3 +603,25 @@ def curve_test_chart(cur: cmp.CurveTest, width: int = 760) -> alt.VConcatChart:
     top = (band + line).properties(height=260, width=width)
     return alt.vconcat(top, strip.properties(height=30, width=width)).resolve_scale(
         x="shared", color="independent")
+
+
+# -- spread across seeds ---------------------------------------------------------------------------------------
+def spread_chart(spread: cmp.SeedSpread) -> alt.Chart | None:
+    """`compare.seed_spread`'s sd across seeds (ddof=1) against the evaluation epoch: one line with points per
+    series, coloured as on every page; the tooltip gives n, sd, min and max. The x axis is ordinal for at most
+    5 distinct epochs (200/400/1000 evenly spaced), else quantitative. None for an empty table."""
+    table = spread.table
+    if table.empty:
+        return None
+    ordinal = table["epoch"].nunique() <= 5
+    x = alt.X(f"epoch:{'O' if ordinal else 'Q'}", title="evaluation epoch",
+              **({} if ordinal else {"scale": alt.Scale(zero=False, nice=False)}))
+    label_ = spread.metric.label if spread.metric is not None else "value"
+    return alt.Chart(table).mark_line(point=True).encode(
+        x=x, y=alt.Y("sd:Q", title="sd across seeds (ddof=1)"),
+        color=_colour(table, title="variant", legend=alt.Legend(orient="bottom", labelLimit=400)),
+        tooltip=[alt.Tooltip("series:N", title="variant"), alt.Tooltip("epoch:Q"), alt.Tooltip("n:Q", title="n seeds"),
+                 alt.Tooltip("sd:Q", title="sd (ddof=1)", format=".4g"),
+                 alt.Tooltip("lo:Q", title=f"min {label_}", format=".4g"),
+                 alt.Tooltip("hi:Q", title=f"max {label_}", format=".4g")]
+    ).properties(height=260)

@@ -87,8 +87,12 @@ def test_home_opens_course_study_and_skips_a_broken_bundle(app_env, cached_with_
         assert all("(n=2):" in p for p in data["panel"].unique())       # test metrics + seeds on every panel
     course = at.table[0].value
     assert list(course.index) == ["Normal", "Nearest Neighbor", "Using ELU", "Nearest and ELU"]   # display names
-    assert list(course.columns) == ["1", "2", "3"]
-    assert course.map(lambda c: c.endswith("(n=2)")).all().all()
+    assert list(course.columns) == [f"{e}: {what}" for e in (1, 2, 3) for what in
+                                    ("pixel acc. (ours)", "F1 (ours)", "pixel acc. (report)")]
+    ours = course[[c for c in course.columns if c.endswith("pixel acc. (ours)")]]
+    assert ours.map(lambda c: c.endswith("(n=2)")).all().all()
+    # the report has no 1/2/3-epoch budgets: its cells stay empty rather than borrowing another budget's number
+    assert (course[[c for c in course.columns if c.endswith("(report)")]] == "–").all().all()
     at.checkbox(key="home_log_x").uncheck().run()
     spec, _ = chart(at, 0)
     assert spec["spec"]["layer"][0]["encoding"]["x"]["scale"]["type"] == "linear"
@@ -127,7 +131,7 @@ def test_unet_page_reproduces_the_course_table(app_env, course_bundles, monkeypa
     spec, data = chart(at)
     assert_curve_spec(spec)
     assert set(data["metric"]) == {"training loss", "validation loss", "validation F1"}
-    assert list(at.table[0].value.columns) == ["1", "2", "3"]
+    assert [c.split(":")[0] for c in at.table[0].value.columns if c.endswith("pixel acc. (ours)")] == ["1", "2", "3"]
 
 
 @pytest.mark.parametrize("widget,value,message", [
@@ -451,7 +455,7 @@ def test_home_reads_the_numbers_out(app_env, course_bundles, monkeypatch):
     assert bullets[0].startswith("**CNN, test accuracy after epoch 2** (n = 2 per variant): not tested")
     assert sum(b.startswith("**U-Net, test pixel accuracy after epoch") for b in bullets) == 3   # 1, 2, 3
     assert all("seeds per group" in b or "No seeds can be planned" in b for b in bullets[:4])
-    assert any(b.startswith("**Normal, 3 vs 1 epochs**") and "z = d/√2 = " in b for b in bullets)
+    assert any(b.startswith("**Normal, 3 vs 1 epochs**") and "z = Δ/√(σa² + σb²) = " in b for b in bullets)
     assert any("ELU gives a lower test loss" in b for b in bullets)
     _, data = chart(at, 1)
     marks = data[data["kind"] == "test"]

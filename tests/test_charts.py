@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import replace
+from types import SimpleNamespace
 
 import altair as alt
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 from adlapp import charts, metrics, report
 from adlapp import compare as cmp
 from adlapp.config import config_to_dict, display_name, run_key, variant, variant_label
+from adlapp.health import Health
 from adlapp.store import RUN_COLUMNS, RunTables
 
 
@@ -153,7 +156,7 @@ def test_course_table_rows_and_budgets():
     table = report.course_table(cmp.test_summary(t, ["pixel_acc"]), "pixel_acc")
     # the one display name of each variant (config.COURSE_NAMES), as in every chart and table
     assert list(table.index) == ["Normal", "Nearest Neighbor", "Using ELU", "Nearest and ELU"]
-    assert table.loc["Normal", "3"] == "0.971 ± 0.001 (n=3)"
+    assert table.loc["Normal", "3: pixel acc. (ours)"] == "0.971 ± 0.001 (n=3)"
 
 
 @pytest.mark.parametrize("experiment", ["cnn", "unet"])
@@ -214,9 +217,11 @@ GROUPS = {"A": [0.971, 0.975, 0.969], "B": [0.962, 0.968, 0.966, 0.960, 0.963], 
 VARIANTS = {"A": "cnn/bn-adam", "B": "cnn/adam", "C": "cnn/sgd"}
 
 
-def groups_of(d):
-    return [cmp.Group(VARIANTS[k], 3, k, np.asarray(v, dtype=float), tuple(range(len(v))), (),
-                      series=display_name(VARIANTS[k])) for k, v in d.items()]
+def groups_of(d, flags: dict[tuple[str, int], Health] | None = None):
+    return [cmp.Group(VARIANTS[k], 3, k, np.asarray(v, dtype=float), tuple(range(len(v))),
+                      tuple(f"{k}-{i}" for i in range(len(v))), series=display_name(VARIANTS[k]),
+                      flags=tuple((seed, h) for (g, seed), h in (flags or {}).items() if g == k))
+            for k, v in d.items()]
 
 
 def test_matrix_chart_is_a_diverging_heatmap_centred_at_zero():
@@ -252,7 +257,7 @@ def test_matrix_of_explicit_pairs_shows_every_pair():
 def test_strip_power_and_curve_test_chart_layers():
     res = cmp.compare_groups(groups_of(GROUPS))
     spec = charts.strip_chart(res, "test accuracy").to_dict()
-    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["circle", "rule", "point"]
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["circle", "rule", "point"]   # nothing flagged
     assert spec["layer"][0]["encoding"]["xOffset"]["field"] == "seed"
     assert len(spec["datasets"][spec["layer"][0]["data"]["name"]]) == 10    # every seed is a point
     colour = spec["layer"][0]["encoding"]["color"]["scale"]                 # the variants' own colours
@@ -273,3 +278,175 @@ def test_strip_power_and_curve_test_chart_layers():
     assert len(spec["vconcat"]) == 2 and spec["vconcat"][1]["mark"]["type"] == "tick"
     scale = spec["vconcat"][0]["layer"][0]["encoding"]["color"]["scale"]
     assert scale == {"domain": ["BN + Adam", "SGD"], "range": [charts.PALETTE[0], charts.PALETTE[2]]}
+    verdict = spec["vconcat"][1]["encoding"]["color"]["scale"]["domain"]
+    assert verdict == ["significant (adjusted p < α)", "not significant"]     # not "no evidence"
+    assert [d["verdict"] for d in spec["datasets"][spec["vconcat"][1]["data"]["name"]]] == [verdict[0]]
+
+
+# -- reference levels, flagged runs, the validation-loss minimum, the spread across seeds -----------------------
+def key_of(t: RunTables, name: str, seed: int) -> str:
+    runs = t.runs
+    return runs.loc[(runs["variant"] == name) & (runs["seed"] == seed), "key"].item()
+
+
+def layers_filtered(spec: dict, kind: str) -> list[dict]:
+    only = [{"filter": f"(datum.kind === '{kind}')"}]
+    return [layer for layer in spec["spec"]["layer"] if layer.get("transform") == only]
+
+
+def test_figure_chart_draws_baselines_in_every_column_of_the_score_row_and_flagged_runs_only():
+    names = ("cnn/bn-adam", "cnn/sgd")
+    curve = [0.1, 0.3, 0.4, 0.45, 0.2, 0.02]
+    curves = {(v, s): [x + 0.01 * s for x in curve] for v in names for s in (0, 1, 2)}
+    curves[("cnn/bn-adam", 2)] = [0.1, 0.2, 0.3, 0.35, math.nan, 0.5]
+    t = tables(curves, metric="val_acc")
+    t = RunTables(t.runs, pd.concat([t.epochs, t.epochs.assign(name="train_loss")]), t.tests)
+    plain = spec_of(charts.figure_chart(t, "cnn"))
+    assert not layers_filtered(plain, "baseline") and not layers_filtered(plain, "flag")   # off by default
+    flags = {key_of(t, "cnn/sgd", 1): Health("collapsed", 4, "validation accuracy fell back to chance"),
+             key_of(t, "cnn/sgd", 2): Health("exploded", 9, ""),          # past the last epoch: the last one
+             key_of(t, "cnn/bn-adam", 2): Health("diverged", 5, "NaN"),   # no value there: nearest, earlier on a tie
+             key_of(t, "cnn/bn-adam", 0): Health("ok"),                   # not flagged: no marker
+             "not-a-run": Health("collapsed", 2, "")}
+    baselines = {"chance 0.019": 0.019, "majority class 0.026": 0.026}
+    spec = spec_of(charts.figure_chart(t, "cnn", baselines=baselines, flags=flags))
+    data = pd.DataFrame(next(iter(spec["datasets"].values())))
+    panels = spec["facet"]["column"]["sort"]
+
+    rule, text = layers_filtered(spec, "baseline")
+    assert rule["mark"]["type"] == "rule" and rule["mark"]["strokeDash"] == [4, 3] and "x" not in rule["encoding"]
+    assert rule["encoding"]["y"]["field"] == "baseline" and text["encoding"]["text"]["field"] == "baseline_label"
+    assert text["mark"]["align"] == "right" and text["encoding"]["x"] == {"value": spec["spec"]["width"]}
+    base = data[data["kind"] == "baseline"]
+    assert sorted(zip(base["panel"], base["baseline_label"], base["baseline"], strict=True)) == sorted(
+        (p, k, v) for p in panels for k, v in baselines.items())                 # every column, each baseline
+    assert set(base["metric"]) == {"validation accuracy"}                       # the score row only
+
+    (flag,) = layers_filtered(spec, "flag")
+    assert flag["mark"]["type"] == "point" and flag["mark"]["shape"] == "cross" and flag["mark"]["color"] == "#d62728"
+    assert {tip.get("title", tip["field"]) for tip in flag["encoding"]["tooltip"]} >= {"flagged", "health"}
+    got = data[data["kind"] == "flag"].set_index("key")
+    assert set(got.index) == {key_of(t, "cnn/sgd", 1), key_of(t, "cnn/sgd", 2), key_of(t, "cnn/bn-adam", 2)}
+    assert set(got["metric"]) == {"validation accuracy"}
+    one = got.loc[key_of(t, "cnn/sgd", 1)]
+    assert (one["epoch"], one["value"], one["series"]) == (4, pytest.approx(0.46), "SGD")
+    assert one["flag_note"] == "seed 1: collapsed at epoch 4 — validation accuracy fell back to chance"
+    assert one["panel"] == [p for p in panels if p.startswith("SGD")][0]
+    two = got.loc[key_of(t, "cnn/sgd", 2)]
+    assert (two["epoch"], two["value"], two["flag_note"]) == (6, pytest.approx(0.04), "seed 2: exploded at epoch 9")
+    nan = got.loc[key_of(t, "cnn/bn-adam", 2)]
+    assert (nan["epoch"], nan["value"], nan["health"]) == (4, pytest.approx(0.35), "diverged")
+
+
+class _JsNum(float):
+    """A number as a Vega expression concatenates it to a string ('epoch ' + 3 is 'epoch 3')."""
+
+    def __radd__(self, other):
+        return other + (str(int(self)) if self.is_integer() else str(float(self)))
+
+    def __add__(self, other):
+        if isinstance(other, str):
+            return (str(int(self)) if self.is_integer() else str(float(self))) + other
+        return float(self) + other
+
+
+def _vega_expr(expr: str, row: dict):
+    """Evaluate the small subset of Vega expressions the charts use (===, &&, a ? b : c, + on strings)."""
+    py = expr.replace("===", "==").replace("!==", "!=").replace("&&", " and ").replace("||", " or ")
+    while (m := re.search(r"\(([^()?]+?) \? ('[^']*') : ('[^']*')\)", py)):
+        py = py[:m.start()] + f"({m.group(2)} if {m.group(1)} else {m.group(3)})" + py[m.end():]
+    datum = SimpleNamespace(**{k: _JsNum(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+                               for k, v in row.items()})
+    return eval(py, {}, {"datum": datum})
+
+
+def run_transforms(transforms: list[dict], frame: pd.DataFrame) -> pd.DataFrame:
+    """Vega-Lite's filter, joinaggregate, window (row_number) and calculate, in pandas."""
+    df = frame.copy()
+    for t in transforms:
+        if "filter" in t:
+            df = df[[bool(_vega_expr(t["filter"], r)) for r in df.to_dict("records")]]
+        elif "joinaggregate" in t:
+            for agg in t["joinaggregate"]:
+                df[agg["as"]] = df.groupby(t["groupby"])[agg["field"]].transform(agg["op"])
+        elif "window" in t:
+            (w,) = t["window"]
+            assert w["op"] == "row_number"
+            df = df.sort_values([s["field"] for s in t["sort"]], ascending=[s.get("order") != "descending"
+                                                                          for s in t["sort"]], kind="stable")
+            df[w["as"]] = df.groupby(t["groupby"]).cumcount() + 1
+        elif "calculate" in t:
+            df[t["as"]] = [_vega_expr(t["calculate"], r) for r in df.to_dict("records")]
+        else:
+            raise AssertionError(f"transform not evaluated here: {t}")
+    return df
+
+
+def test_lowest_mean_validation_loss_is_found_by_the_spec_itself():
+    # Adam: mean val loss 1.1, 0.7, 0.5, 0.6, 0.9 -> lowest at epoch 3, then rising; SGD still falling at its last.
+    # SGD seed 1 has two more epochs with a lower value: a mean over fewer seeds is not a minimum.
+    t = tables({("cnn/adam", 0): [1.0, 0.6, 0.45, 0.55, 0.85], ("cnn/adam", 1): [1.2, 0.8, 0.55, 0.65, 0.95],
+                ("cnn/sgd", 0): [2.0, 1.5, 1.2], ("cnn/sgd", 1): [2.2, 1.7, 1.4, 0.1, 0.05]},
+               metric="val_loss", epochs=5)
+    t = RunTables(t.runs, pd.concat([t.epochs, t.epochs.assign(name="train_loss")]), t.tests)
+    frame = charts.curve_frame(t, ["train_loss", "val_loss"])
+    spec = charts.curves_spec(frame)
+    layers = spec["spec"]["layer"]
+    assert spec_of(charts.curves_chart(frame))["spec"]["layer"] == layers         # the chart and the spec agree
+    (lowest,) = [layer for layer in layers if "val_loss" in json.dumps(layer.get("transform", []))]
+    assert lowest["mark"]["type"] == "point" and lowest["encoding"]["y"]["field"] == "mean"
+    picked = run_transforms(lowest["transform"], frame).set_index("series")
+    assert sorted(picked.index) == ["Adam", "SGD"] and set(picked["metric"]) == {"validation loss"}
+    assert picked.loc["Adam", "epoch"] == 3 and picked.loc["Adam", "mean"] == pytest.approx(0.5)
+    assert picked.loc["Adam", "val_loss_min"] == "lowest mean validation loss: epoch 3 (then it rises: overfitting)"
+    assert picked.loc["SGD", "epoch"] == 3 and "then it rises" not in picked.loc["SGD", "val_loss_min"]
+    tips = {tip.get("title", tip["field"]) for tip in lowest["encoding"]["tooltip"]}
+    assert {"minimum", "n seeds"} <= tips
+    # no validation-loss panel, no such layer
+    only_train = charts.curves_spec(charts.curve_frame(t, ["train_loss"]))
+    assert "val_loss" not in json.dumps(only_train)
+
+
+def test_strip_chart_shapes_flagged_seeds_and_draws_baselines():
+    flags = {("A", 1): Health("collapsed", 31, "fell back to chance"), ("C", 0): Health("exploded", 2, "")}
+    res = cmp.compare_groups(groups_of(GROUPS, flags))
+    spec = charts.strip_chart(res, "test accuracy", baselines={"chance 0.019": 0.019}).to_dict()
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["circle", "point", "rule", "point", "rule", "text"]
+    ok, bad = spec["layer"][:2]
+    assert bad["encoding"]["xOffset"] == ok["encoding"]["xOffset"] and "shape" not in ok["encoding"]
+    shape = bad["encoding"]["shape"]
+    assert shape["field"] == "health" and shape["title"] == "health"
+    assert shape["legend"]["values"] == ["exploded", "collapsed"]             # the reasons present, in order
+    assert dict(zip(shape["scale"]["domain"], shape["scale"]["range"], strict=True))["collapsed"] == "cross"
+    for layer in (ok, bad):
+        assert {tip.get("title", tip["field"]) for tip in layer["encoding"]["tooltip"]} >= {"health", "flagged"}
+    healthy = pd.DataFrame(spec["datasets"][ok["data"]["name"]])
+    flagged = pd.DataFrame(spec["datasets"][bad["data"]["name"]]).set_index("label")
+    assert len(healthy) == 8 and set(healthy["health"]) == {"ok"} and (healthy["health_note"] == "").all()
+    assert sorted(flagged.index) == ["A", "C"] and list(flagged.loc[["A", "C"], "seed"]) == [1, 0]
+    assert flagged.loc["A", "health"] == "collapsed" and flagged.loc["C", "health"] == "exploded"
+    assert flagged.loc["A", "health_note"] == "collapsed at epoch 31 — fell back to chance"
+    rule, text = spec["layer"][4:]
+    ref = spec["datasets"][rule["data"]["name"]]
+    assert [(r["baseline_label"], r["baseline"]) for r in ref] == [("chance 0.019", 0.019)]
+    assert rule["mark"]["strokeDash"] == [4, 3] and rule["encoding"]["y"]["field"] == "baseline"
+    assert text["encoding"]["text"]["field"] == "baseline_label" and text["encoding"]["x"] == {"value": "width"}
+
+
+def test_spread_chart_draws_the_table_with_the_series_colours():
+    table = pd.DataFrame({"series": ["BN + Adam", "BN + Adam", "SGD", "SGD"],
+                          "variant": ["cnn/bn-adam", "cnn/bn-adam", "cnn/sgd", "cnn/sgd"], "order": [0, 0, 2, 2],
+                          "epoch": [200, 1000, 200, 1000], "n": [3, 3, 4, 4], "sd": [0.02, 0.01, 0.03, 0.005],
+                          "lo": [0.90, 0.93, 0.80, 0.85], "hi": [0.94, 0.95, 0.86, 0.86]})
+    spread = cmp.SeedSpread(table, pd.DataFrame(), metrics.metric("test_acc"))
+    spec = charts.spread_chart(spread).to_dict()
+    assert spec["mark"] == {"type": "line", "point": True}
+    enc = spec["encoding"]
+    assert enc["x"]["field"] == "epoch" and enc["x"]["type"] == "ordinal"
+    assert enc["y"]["field"] == "sd" and enc["y"]["title"] == "sd across seeds (ddof=1)"
+    assert enc["color"]["scale"] == {"domain": ["BN + Adam", "SGD"], "range": [charts.PALETTE[0], charts.PALETTE[2]]}
+    assert {tip["field"] for tip in enc["tooltip"]} >= {"n", "sd", "lo", "hi"}
+    pd.testing.assert_frame_equal(pd.DataFrame(spec["datasets"][spec["data"]["name"]]), table)
+    many = replace(spread, table=pd.concat([table.assign(epoch=table["epoch"] + k) for k in range(3)]))
+    assert charts.spread_chart(many).to_dict()["encoding"]["x"]["type"] == "quantitative"   # 6 epochs
+    assert charts.spread_chart(replace(spread, table=table.iloc[:0])) is None
