@@ -49,7 +49,8 @@ __all__ = [
     "ALPHA", "CI_LEVEL", "MIN_N", "MAX_CURVE_POINTS", "MAX_PRESET_EPOCHS", "CUSTOM", "variant_rank", "series_table",
     "one_per_seed",
     "runs_frame", "test_summary", "options", "Selection", "Preset", "PRESETS", "default_preset", "resolve",
-    "restrict", "Group", "Gap", "extract_groups", "run_health", "chance_levels", "baselines", "family_of", "pairing",
+    "restrict", "Group", "Gap", "extract_groups", "run_health", "series_health", "chance_levels", "baselines",
+    "family_of", "pairing",
     "Comparison", "compare_groups", "analyse", "SeedSpread", "seed_spread",
     "PowerPlan", "power_plan", "SeedPlan", "missing_seeds", "seed_requests", "CurveTest", "curve_test",
     "Finding", "READING", "course_study",
@@ -384,6 +385,16 @@ def run_health(tables: RunTables, runs: pd.DataFrame, epoch: int | None = None) 
     return out
 
 
+def series_health(tables: RunTables, experiment: str) -> dict[str, tuple[int, list[Health]]]:
+    """series -> (finished seeds, Health of its flagged runs) over every recorded epoch: what the test tables
+    say next to a mean ("3 of 5 seeds collapsed"). A seed counts once per series, as everywhere."""
+    runs = runs_frame(tables, experiment)
+    runs = runs[runs["status"].isin(FINISHED)].drop_duplicates(["series", "seed"])
+    flags = run_health(tables, runs)
+    return {series: (len(g), [flags[k] for k in g["key"] if k in flags and flags[k].flagged])
+            for series, g in runs.groupby("series", sort=False)}
+
+
 def chance_levels(runs: pd.DataFrame) -> dict[str, float]:
     """key -> the validation score a model that learned nothing gets on that run's data: 0 for segmentation
     F1 (background everywhere), 1/classes for classification on data a data card describes (the cards have
@@ -557,8 +568,8 @@ def compare_groups(groups: Sequence[Group], correction: stats.Correction = "holm
     otherwise. Column `test` says which ("welch" | "paired-t") and `p` is its p-value. A pair is tested when
     both groups (paired: the matched pairs) have n >= MIN_N; the family is exactly its tested pairs
     (`stats.adjust_within`). Untested pairs keep Δ, CI and g with no p-value. Mann-Whitney's p is blanked
-    where it cannot reach alpha (`mwu_min_p >= alpha`). `ci_adj_low/high` is Δ's simultaneous CI over the
-    family (Bonferroni: level 1 - 0.05/m), the interval that agrees with the adjusted p."""
+    where it cannot reach alpha (`mwu_min_p >= alpha`). `ci_adj_low/high` is Δ's CI adjusted like its p
+    (`_adjusted_ci`): it excludes 0 exactly when the pair is significant."""
     summary = pd.DataFrame([{"label": g.label, "variant": g.variant, "series": g.training, "epoch": g.epoch,
                              **stats.summarize(g.values), "n_pending": g.n_pending} for g in groups])
     points = pd.DataFrame([{"label": g.label, "variant": g.variant, "series": g.training, "seed": s,
@@ -578,21 +589,23 @@ def compare_groups(groups: Sequence[Group], correction: stats.Correction = "holm
         r["mwu_shown"] = bool(r["tested"] and r["test"] == "welch" and r["mwu_min_p"] < alpha)
         if not r["mwu_shown"]:
             r["mwu_p"] = math.nan
-        r["ci_adj_low"], r["ci_adj_high"] = _simultaneous_ci(r, by_label, size, correction)
+        r["ci_adj_low"], r["ci_adj_high"] = _adjusted_ci(r, by_label, alpha)
     return Comparison(tuple(groups), summary, points, pd.DataFrame(rows, columns=_PAIR_COLUMNS), correction,
                       alpha, tuple(gaps), _metric(metric_) if metric_ is not None else None)
 
 
-def _simultaneous_ci(row: dict[str, Any], groups: dict[str, Group], family_size: int,
-                     correction: stats.Correction) -> tuple[float, float]:
-    """Δ's CI at level 1 - 0.05/m over the m tested pairs of its family (Bonferroni; without a correction,
-    the plain 95 % CI), so that an interval shown next to an adjusted p answers the same question."""
-    if not row["tested"] or family_size < 1:
+def _adjusted_ci(row: dict[str, Any], groups: dict[str, Group], alpha: float) -> tuple[float, float]:
+    """Δ's CI at the level the correction effectively tested this pair at: 1 - alpha * p / p_adjusted. For
+    Bonferroni that is 1 - alpha/m; for Holm and BH the pair's own step. It excludes 0 exactly when the
+    adjusted p is below alpha, so the interval shown next to an adjusted p never contradicts it (a plain 95 %
+    CI can exclude 0 beside "not significant"). Without a correction it is the plain CI."""
+    p, p_adj = row["p"], row["p_adjusted"]
+    if not row["tested"] or not (np.isfinite(p) and np.isfinite(p_adj)):
         return math.nan, math.nan
-    level = 1 - (1 - CI_LEVEL) / (family_size if correction != "none" else 1)
+    factor = max(1.0, p_adj / p) if p > 0 else float(max(1, row["family_size"]))
     a, b = groups[row["a"]], groups[row["b"]]
     xa, xb = _matched(a, b) if row["paired_by"] else (a.values, b.values)
-    return stats.mean_diff_ci(xa, xb, level, paired=bool(row["paired_by"]))
+    return stats.mean_diff_ci(xa, xb, 1 - alpha / factor, paired=bool(row["paired_by"]))
 
 
 def analyse(tables: RunTables, sel: Selection, correction: stats.Correction = "holm",

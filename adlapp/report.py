@@ -126,8 +126,9 @@ METHOD_CAPTION = (
     "epochs: the paired t-test, Wilcoxon's signed-rank test beside it. Same-seed runs of different variants "
     "share their initial weights and batch order, yet by default they are treated as unpaired (the "
     "conservative choice); 'pair variants by seed' tests them paired instead. p-values are corrected within "
-    "each family of pairs (Holm by default); the CI next to an adjusted p is the simultaneous one (Bonferroni "
-    "over the family) so that both answer the same question, the plain 95 % CI is in the table. Δ = a − b "
+    "each family of pairs (Holm by default); the CI next to an adjusted p is adjusted the same way (the level "
+    "the correction tested that pair at, 1 − 0.05·p/p_adj), so it excludes 0 exactly when the pair is "
+    "significant; the plain 95 % CI is in the table. Δ = a − b "
     "throughout. The course z = Δ/√(σa² + σb²) is a standardised difference, not a test: it equals Cohen's "
     "d/√2 only for equal n, and the report's σ may have been computed with ddof 0 or been a standard error. "
     "Read as a test it gets *less* significant as seeds are added (2.8 % → 0 % false positives between 3 "
@@ -170,16 +171,16 @@ def adjusted(row: dict[str, Any], correction: str = "holm") -> str:
 
 
 def delta_ci(row: dict[str, Any]) -> str:
-    """'Δ = +0.012, 95 % CI [0.004, 0.020]' (no CI where the test has none); with a family of several pairs
-    the simultaneous CI that matches the adjusted p instead: 'Δ = +0.012, 95 % CI over 6 pairs [−0.001,
-    0.025]'."""
+    """'Δ = +0.012, 95 % CI [0.004, 0.020]' (no CI where the test has none); in a family of several pairs
+    the CI adjusted like the p-value beside it, which excludes 0 exactly when the pair is significant:
+    'Δ = +0.012, 95 % CI adjusted over 6 pairs [−0.001, 0.025]'."""
     m = int(row.get("family_size", 0) or 0)
-    simultaneous = m > 1 and np.isfinite(row.get("ci_adj_low", math.nan))
-    lo, hi = (row["ci_adj_low"], row["ci_adj_high"]) if simultaneous else (row["ci_low"], row["ci_high"])
+    adjusted_ = m > 1 and np.isfinite(row.get("ci_adj_low", math.nan))
+    lo, hi = (row["ci_adj_low"], row["ci_adj_high"]) if adjusted_ else (row["ci_low"], row["ci_high"])
     dec = decimals(row["diff"], lo, hi)
     out = f"Δ = {number(row['diff'], dec, sign=True)}"
     if np.isfinite(lo):
-        out += f", 95 % CI{f' over {m} pairs' if simultaneous else ''} [{number(lo, dec)}, {number(hi, dec)}]"
+        out += f", 95 % CI{f' adjusted over {m} pairs' if adjusted_ else ''} [{number(lo, dec)}, {number(hi, dec)}]"
     return out
 
 
@@ -311,7 +312,7 @@ def pair_table(pairs: pd.DataFrame, correction: str = "holm", alpha: float = cmp
                              if np.isfinite(r["ci_low"]) else "n/a"),
             "p": why or p_value(r["p"]),
             adj: why or p_value(r["p_adjusted"]),
-            "95 % CI over the family (matches adjusted p)": (
+            "95 % CI adjusted like p (excludes 0 ⇔ significant)": (
                 f"[{number(r['ci_adj_low'], adj_dec)}, {number(r['ci_adj_high'], adj_dec)}]"
                 if np.isfinite(r["ci_adj_low"]) and m > 1 else ("same as 95 % CI" if m == 1 else "n/a")),
             "family (pairs corrected over)": (f"{family_label(r['family'])} · {plural(m, 'pair')}" if r["tested"]
@@ -454,13 +455,14 @@ def _short(row: str) -> str:
     return label("test", row).replace("test ", "", 1)
 
 
-def test_table(summary: pd.DataFrame, experiment: str, baselines: dict[str, dict[str, float]] | None = None
-               ) -> pd.DataFrame:
+def test_table(summary: pd.DataFrame, experiment: str, baselines: dict[str, dict[str, float]] | None = None,
+               series_health: dict[str, tuple[int, list]] | None = None) -> pd.DataFrame:
     """Display table of `compare.test_summary`: one row per series × test epoch; per metric 'mean ± sd'
     (ddof=1; sd needs n ≥ 2), n seeds, and every seed's value. The best mean in each column (per test epoch)
     is marked ★, best meaning the metric's own direction (lower loss), unless it does no better than a
     trivial predictor: `baselines` (test row name -> {"chance": …}, from `compare.baselines`) adds one row per
-    baseline, and a mean at or below it is marked "≤ baseline" instead."""
+    baseline, and a mean at or below it is marked "≤ baseline" instead. `series_health`
+    (`compare.series_health`) adds a "runs flagged" column: "3 of 5 seeds collapsed"."""
     rows_ = test_metrics(experiment)
     summ = summary[summary["metric"].isin(rows_)]
     if summ.empty:
@@ -476,6 +478,9 @@ def test_table(summary: pd.DataFrame, experiment: str, baselines: dict[str, dict
     rows = []
     for (_, series, epoch), g in summ.groupby(["order", "series", "epoch"]):
         row: dict[str, Any] = {"variant": series, "test epoch": int(epoch), "n": int(g["n"].max())}
+        if series_health is not None:
+            n_runs, flagged = series_health.get(series, (0, []))
+            row["runs flagged (whole run)"] = health.group_note(flagged, max(n_runs, len(flagged))) or "none"
         by = {r["metric"]: r for r in g.to_dict("records")}
         for m in rows_:
             r = by.get(m)
@@ -670,6 +675,16 @@ def _n_groups(groups: Sequence[cmp.Group]) -> str:
 
 def _family(f: cmp.Finding) -> list[str]:
     """The variants at one epoch: every pair, corrected within the family."""
+    lines = _family_lines(f)
+    flagged = [f"{g.training}: {health.group_note([h for _, h in g.flags], g.n + g.n_excluded + g.n_flagged_out)}"
+               for g in f.groups if g.flags]
+    if flagged:
+        lines.append("Flagged runs, kept in these numbers (they are results): " + "; ".join(flagged)
+                     + ". A collapsed run ends near chance after learning; see the figure's red crosses.")
+    return lines
+
+
+def _family_lines(f: cmp.Finding) -> list[str]:
     res = f.comparison
     experiment = cmp.PRESETS[f.preset].selection.experiment
     title = f"**{EXPERIMENT_INFO[experiment].title}, {res.metric.label} after epoch {f.epoch}**"
@@ -770,7 +785,8 @@ def _budget_pair(f: cmp.Finding) -> list[str]:
             f"Δ/√(σa² + σb²) = {number(r['z_seed'], 2)} here (the report: +{course_report.NORMAL_Z:g}σ on its "
             f"data): a standardised difference, not a test.")
     if np.isfinite(r["diff"]) and r["diff"] < 0 < course_report.NORMAL_Z:
-        text += " Opposite to the report: here the longer training scores lower (see the overfitting note)."
+        text += (" Opposite to the report: here the longer training scores lower. On these small generated data "
+                 "the models overfit (validation loss rises after its minimum, marked on the U-Net page's curves).")
     if np.isfinite(r["z_seed"]) and not r["significant"] and f.plan is not None and not paired:
         text += " " + _seeds_sentence(f.plan)     # the plan is for independent groups: not said of a paired test
     return [text]

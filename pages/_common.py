@@ -290,7 +290,8 @@ def render_results(prefix: str, experiment: str, tables: RunTables, opts: dict) 
         st.warning(line)
     baselines = {m: compare.baselines(experiment, metrics.by_row("test", m).key)
                  for m in metrics.test_metrics(experiment)}
-    table = report.test_table(compare.test_summary(tables, metrics.test_metrics(experiment)), experiment, baselines)
+    table = report.test_table(compare.test_summary(tables, metrics.test_metrics(experiment)), experiment, baselines,
+                              compare.series_health(tables, experiment))
     if len(table):
         st.markdown("**Test metrics** — mean ± sd over seeds (ddof=1), n seeds, every seed's value; ★ best, "
                     "unless no better than the trivial predictor in the baseline rows")

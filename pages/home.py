@@ -56,10 +56,10 @@ st.caption(f"Loaded {len(tables.runs)} run(s) from {len(cache.bundles)} bundle(s
 st.info("**These runs were trained on data generated in code**, not on the public card and retina data sets of "
         "the course report: the models and comparisons are the report's, the numbers are a new experiment. "
         "Where the report has a number for the same cell, it is shown beside ours and labelled as the report's.")
-missing = [m.label for m in metric_list() if not (tables.tests["name"] == m.row).any()]
-if missing:
-    st.caption("The shipped runs predate the best-validation scores: " + ", ".join(missing)
-               + " are not recorded in them (runs trained now record them).")
+if not tables.tests["name"].isin([m.row for m in metric_list()]).any():
+    st.caption("Not recorded in these runs: the test scores at the best-validation epoch (the weights with the "
+               "lowest validation loss). The shipped runs predate them; runs trained now record them, and the "
+               "scores here are all at the last epoch of each budget.")
 log_x = st.checkbox("log-scale epochs", value=True, key="home_log_x", **ui.KEEP)
 for exp, title in FIGURES.items():
     part = tables.select(set(tables.runs.loc[tables.runs["experiment"] == exp, "key"]))
@@ -93,7 +93,7 @@ for exp, title in FIGURES.items():
         st.caption(report.COURSE_TABLE_CAPTION)
     baselines = {m: cmp.baselines(exp, by_row("test", m).key) for m in test_metrics(exp)}
     with st.expander(f"All {exp.upper()} test metrics, every seed, and the baselines"):
-        st.dataframe(report.test_table(summary, exp, baselines), hide_index=True)
+        st.dataframe(report.test_table(summary, exp, baselines, cmp.series_health(part, exp)), hide_index=True)
 
 st.subheader("What the numbers say")
 st.caption("Generated from these runs, across seeds on one fixed test set: Welch's t-test for different "

@@ -271,7 +271,8 @@ def test_course_study_in_a_real_browser(browser_tools, server):
         timings["click_to_first_chart_s"] = round(time.perf_counter() - t_click, 2)
         timings["server_start_to_first_chart_s"] = round(time.perf_counter() - t0, 2)
         for text in ("Figure 1 reborn: CNN variants", "Figure 2 reborn: U-Net variants",
-                     "U-Net test pixel accuracy by epoch budget", "Loaded 14 run(s) from 2 bundle(s)"):
+                     "U-Net test pixel accuracy and F1 by epoch budget", "Loaded 14 run(s) from 2 bundle(s)",
+                     "These runs were trained on data generated in code"):
             page.get_by_text(text).first.wait_for()
         page.locator(CHART).nth(1).wait_for(state="visible")     # both figures drawn
         _settle(page)

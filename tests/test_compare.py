@@ -415,20 +415,24 @@ def test_paired_test_exactly_when_the_two_groups_are_the_same_runs():
     assert row["p"] == pytest.approx(sps.ttest_rel(a3[:3], sgd3).pvalue, rel=1e-12)
 
 
-def test_the_simultaneous_ci_widens_with_the_family_and_matches_bonferroni():
+@pytest.mark.parametrize("correction", ["holm", "bh"])
+def test_the_adjusted_ci_is_tested_at_the_corrections_level_and_agrees_with_the_verdict(correction):
+    """Next to an adjusted p, Δ's CI at level 1 - 0.05 * p / p_adjusted (scipy's Welch interval): it excludes
+    0 exactly when the pair is significant, which a Bonferroni interval beside a Holm p does not."""
     from scipy import stats as sps
 
-    res = cmp.compare_groups(groups_of(CMP_FAMILY))
-    m = int(res.pairs["family_size"].iloc[0])
-    assert m == 3
+    res = cmp.compare_groups(groups_of(CMP_FAMILY), correction)
+    assert (res.pairs["family_size"] == 3).all()
     for r in res.pairs.to_dict("records"):
         a, b = CMP_FAMILY[r["a"]], CMP_FAMILY[r["b"]]
-        lo, hi = sps.ttest_ind(a, b, equal_var=False).confidence_interval(1 - 0.05 / m)
+        level = 1 - 0.05 * r["p"] / r["p_adjusted"]
+        lo, hi = sps.ttest_ind(a, b, equal_var=False).confidence_interval(level)
         assert (r["ci_adj_low"], r["ci_adj_high"]) == pytest.approx((lo, hi), rel=1e-9)
-        assert r["ci_adj_low"] < r["ci_low"] and r["ci_adj_high"] > r["ci_high"]
+        assert r["ci_adj_low"] <= r["ci_low"] and r["ci_adj_high"] >= r["ci_high"]
+        assert (r["ci_adj_low"] > 0 or r["ci_adj_high"] < 0) == r["significant"]
 
 
-CMP_FAMILY = {"A": [0.50, 0.52, 0.55, 0.51], "B": [0.56, 0.58, 0.57, 0.60], "C": [0.40, 0.47, 0.45, 0.43]}
+CMP_FAMILY = {"A": [0.50, 0.52, 0.55, 0.51], "B": [0.56, 0.58, 0.57, 0.60], "C": [0.40, 0.47, 0.45, 0.52]}
 
 
 # -- run health inside the groups --------------------------------------------------------------------------------
