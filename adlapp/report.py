@@ -603,21 +603,26 @@ def spread_lines(spread: cmp.SeedSpread) -> list[str]:
     return out
 
 
-def test_set_note(card, metric_key: str, mean: float | None) -> str:
+def test_set_note(card, metric_key: str, means: Sequence[float]) -> str:
     """The test set's own sampling error, which no test across seeds contains: for an accuracy on N test
-    images, the binomial standard error √(p(1 − p)/N) at the observed mean. '' where it does not apply
-    (pixel scores: neighbouring pixels are not independent draws; losses)."""
-    if card is None or mean is None or not np.isfinite(mean) or not metric_key.endswith("acc") \
-            or "pixel" in metric_key or card.task != "classification":
+    images, the binomial standard error √(p(1 − p)/N) at the groups' observed means (the largest of them
+    is quoted). '' where it does not apply (pixel scores: neighbouring pixels are not independent draws;
+    losses) or without a data card."""
+    means = [float(m) for m in means if m is not None and np.isfinite(m)]
+    if card is None or not means or not metric_key.endswith("acc") or "pixel" in metric_key \
+            or card.task != "classification":
         return ""
     n = int(card.splits.get("test" if metric_key.startswith("test") else "val", 0))
     if n <= 0:
         return ""
-    se = math.sqrt(max(mean * (1 - mean), 0.0) / n)
-    return (f"Across seeds, on this fixed test set: the {n:,} test images are one sample, so an accuracy of "
-            f"{number(mean, 3)} carries a sampling error of ± {number(se, 3)} (binomial SE) from the test set "
-            f"itself. The tests here compare seeds on the same images and do not include it: they say whether "
-            f"the variants differ on these images, not on new ones.")
+    se = max(math.sqrt(max(p * (1 - p), 0.0) / n) for p in means)
+    lo, hi = min(means), max(means)
+    at = f"an accuracy of {number(lo, 3)}" if len(means) == 1 or lo == hi else \
+        f"accuracies of {number(lo, 3)}-{number(hi, 3)}"
+    return (f"Across seeds, on this fixed test set: the {n:,} test images are one sample, so {at} carry a "
+            f"sampling error of up to ± {number(se, 3)} (binomial SE) from the test set itself. The tests here "
+            f"compare seeds on the same images and do not include it: they say whether the variants differ on "
+            f"these images, not on new ones.")
 
 
 def figure_heads(summary: pd.DataFrame, experiment: str) -> dict[str, str]:

@@ -158,8 +158,7 @@ with right:
                    + " — what a model that learned nothing scores on these data.")
 st.dataframe(report.pair_table(res.pairs, correction), hide_index=True)
 st.markdown("\n".join(f"- {report.pair_sentence(r, correction)}" for r in res.pairs.to_dict("records")))
-if note := report.test_set_note(datacards.load(sel.experiment), m.key,
-                                float(res.summary["mean"].mean()) if len(res.summary) else None):
+if note := report.test_set_note(datacards.load(sel.experiment), m.key, list(res.summary.get("mean", []))):
     st.caption(note)
 
 with st.expander("Spread across seeds at each evaluation epoch (the report's last question)"):

@@ -287,3 +287,40 @@ def test_identical_seeds_are_not_tested_and_say_why(tmp_path):
     [line] = reading(cnn_store(tmp_path, accs))
     assert "not tested, since the seeds of each variant agree exactly" in line and "Δ = +0.100" in line
     assert "No seeds can be planned" in line and "nan" not in line.lower()
+
+
+def test_what_the_data_are_our_choices_and_the_test_sets_own_error():
+    from adlapp import datacards
+
+    card = datacards.load("cnn")
+    assert report.data_line("cnn").startswith("Data: 53 classes of generated 28×28 cards")
+    assert "not the public card set" in report.data_line("cnn")
+    unet = datacards.load("unet")
+    a, b = unet.parameters["unet/normal"], unet.parameters["unet/nearest"]
+    words = report.our_choices("unet")
+    assert "this app's choices, not the course set-up" in words
+    assert f"{b:,} parameters, transposed conv {a:,}: {100 * (b - a) / a:+.0f} %" in words
+    # the binomial SE of an accuracy on the 265 test cards, at the largest of the observed means' SEs
+    se = math.sqrt(0.565 * 0.435 / card.splits["test"])
+    note = report.test_set_note(card, "test_acc", [0.565, 0.183])
+    assert f"± {se:.3f}" in note and "265 test images" in note
+    assert report.test_set_note(unet, "test_pixel_acc", [0.94]) == ""       # pixels are not independent draws
+
+
+def test_the_test_table_marks_means_at_the_baseline_and_counts_flagged_seeds():
+    from adlapp.health import Health
+
+    summary = pd.DataFrame([
+        {"series": "Normal", "variant": "unet/normal", "order": 0, "epoch": 5, "metric": "pixel_acc", "n": 3,
+         "mean": 0.883, "sd": 0.0, "values": {0: 0.883, 1: 0.883, 2: 0.883}},
+        {"series": "Using ELU", "variant": "unet/elu", "order": 2, "epoch": 5, "metric": "pixel_acc", "n": 3,
+         "mean": 0.95, "sd": 0.01, "values": {0: 0.94, 1: 0.95, 2: 0.96}}])
+    baselines = {"pixel_acc": {"all background": 0.883}, "f1": {"all background": 0.0}, "loss": {}}
+    flagged = {"Normal": (3, [Health("collapsed", 4, "")] * 2), "Using ELU": (3, [])}
+    table = report.test_table(summary, "unet", baselines, flagged).set_index("variant")
+    col = "test pixel accuracy (mean ± sd)"
+    assert table.loc["Normal", col].endswith("≤ baseline") and "★" not in table.loc["Normal", col]
+    assert table.loc["Using ELU", col].endswith("★")
+    assert table.loc["baseline: all background", col] == "0.8830"
+    assert table.loc["Normal", "runs flagged (whole run)"] == "2 of 3 seeds collapsed"
+    assert table.loc["Using ELU", "runs flagged (whole run)"] == "none"
