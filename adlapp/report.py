@@ -28,7 +28,7 @@ __all__ = [
     "family_phrase", "family_label", "adjusted", "delta_ci", "axis_label", "pair_sentence", "comparison_notes",
     "pair_table", "matrix_cell", "power_rule", "power_table", "power_caveat", "power_error", "power_caption",
     "plan_table", "queued_summary", "curve_message", "seed_progress_notes", "test_table", "course_table",
-    "figure_heads", "test_note", "course_reading", "COURSE_TABLE_CAPTION", "test_set_note", "data_line", "our_choices",
+    "figure_heads", "test_note", "course_reading", "COURSE_TABLE_CAPTION", "test_set_note", "data_line", "our_choices", "capacity_note",
     "baseline_labels", "spread_lines",
 ]
 
@@ -601,6 +601,22 @@ def spread_lines(spread: cmp.SeedSpread) -> list[str]:
                    "spread grows here, longer training lets the seeds drift apart (and overfit differently); a "
                    "shrinking spread would mean they converge to similar solutions.")
     return out
+
+
+def capacity_note(experiment: str, variants: Sequence[str]) -> str:
+    """When the selected variants differ in trainable parameters (the U-Net's nearest-neighbour upsampling
+    adds a 3×3 conv where transposed conv has a 2×2 one), say by how much: a difference between them is
+    the upsampling *and* the capacity. '' when they are equal or unknown."""
+    card = datacards.load(experiment)
+    counts = {v: card.parameters[v] for v in variants if card is not None and v in card.parameters}
+    if len(set(counts.values())) < 2:
+        return ""
+    lo, hi = min(counts.values()), max(counts.values())
+    big = ", ".join(display_name(v) for v, n in counts.items() if n == hi)
+    return (f"Capacity differs: {big} ha{'s' if ',' not in big else 've'} {hi:,} trainable parameters, "
+            f"{100 * (hi - lo) / lo:.0f} % more than the {lo:,} of "
+            + ", ".join(display_name(v) for v, n in counts.items() if n == lo)
+            + ": a difference between them is the upsampling and the capacity together.")
 
 
 def test_set_note(card, metric_key: str, means: Sequence[float]) -> str:

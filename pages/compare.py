@@ -138,6 +138,8 @@ m = metric(sel.metric)
 res = cmp.analyse(tables, sel, correction)
 for level, text in report.comparison_notes(res):
     getattr(st, level)(text)
+if capacity := report.capacity_note(sel.experiment, sel.variants):
+    st.caption(capacity)
 if len(res.groups) < 2 or res.pairs.empty:
     st.info("Choose at least two groups (variants × evaluation epochs) that have finished runs.")
     st.stop()

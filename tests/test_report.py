@@ -324,3 +324,14 @@ def test_the_test_table_marks_means_at_the_baseline_and_counts_flagged_seeds():
     assert table.loc["baseline: all background", col] == "0.8830"
     assert table.loc["Normal", "runs flagged (whole run)"] == "2 of 3 seeds collapsed"
     assert table.loc["Using ELU", "runs flagged (whole run)"] == "none"
+
+
+def test_capacity_is_said_where_upsampling_modes_are_compared():
+    from adlapp import datacards
+
+    params = datacards.load("unet").parameters
+    note = report.capacity_note("unet", ["unet/normal", "unet/nearest"])
+    more = 100 * (params["unet/nearest"] - params["unet/normal"]) / params["unet/normal"]
+    assert f"Nearest Neighbor has {params['unet/nearest']:,} trainable parameters, {more:.0f} % more" in note
+    assert report.capacity_note("unet", ["unet/normal", "unet/elu"]) == ""        # same architecture
+    assert report.capacity_note("cnn", ["cnn/adam", "cnn/bn-adam"]) == ""         # BN without affine terms
