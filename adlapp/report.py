@@ -28,7 +28,8 @@ __all__ = [
     "family_phrase", "family_label", "adjusted", "delta_ci", "axis_label", "pair_sentence", "comparison_notes",
     "pair_table", "matrix_cell", "power_rule", "power_table", "power_caveat", "power_error", "power_caption",
     "plan_table", "queued_summary", "curve_message", "seed_progress_notes", "test_table", "course_table",
-    "figure_heads", "test_note", "course_reading", "COURSE_TABLE_CAPTION", "test_set_note", "data_line", "our_choices", "capacity_note",
+    "figure_heads", "test_note", "course_reading", "COURSE_TABLE_CAPTION", "test_set_note", "data_line", "our_choices",
+    "capacity_note",
     "baseline_labels", "spread_lines",
 ]
 
