@@ -69,7 +69,11 @@ _READ_CHUNK = _MiB
 # Metric names: what the trainer writes (train_loss, val_pixel_acc, ...), never a path, markup or a megabyte.
 _METRIC_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # Plausible ranges of the metrics the trainer records; NaN (a missing or diverged value) is always allowed.
-_UNIT_INTERVAL_METRICS = ("acc", "pixel_acc", "f1", "val_acc", "val_pixel_acc", "val_f1")
+_UNIT_INTERVAL_METRICS = ("acc", "pixel_acc", "f1", "val_acc", "val_pixel_acc", "val_f1",
+                          "best_acc", "best_pixel_acc", "best_f1")
+# Metrics whose value is an epoch of the same run, no later than the row's own (best_epoch: the epoch whose
+# weights a test row scored): whole numbers from 1 to the row's epoch.
+_EPOCH_METRICS = ("best_epoch",)
 
 _TEXT_COLUMNS = ("key", "experiment", "variant", "status", "device", "source", "host", "error", "command",
                  "git_commit", "versions", "config", "notes")
@@ -421,6 +425,8 @@ def _metric_ranges(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
             low[i], high[i] = 0.0, 1.0
         elif name == "seconds" or name == "loss" or name.endswith("_loss"):
             low[i] = 0.0      # +inf stays possible: a loss overflowing is how a run diverges
+        elif name in _EPOCH_METRICS:
+            low[i] = 1.0      # the upper bound is the row's epoch, checked per row
     return low, high
 
 
@@ -550,6 +556,13 @@ def _read_metrics(path: Path, table_name: str, blob: bytearray, rows: int, runs:
         lo, hi = low[name_rank[row]], high[name_rank[row]]
         raise BundleError(f"{where(row, name_values[name_idx[row]], value[row].item())}: must be in "
                           f"[{lo:g}, {hi:g}]")
+    is_epoch = np.isin(name_rank, [i for i, m in enumerate(known) if m in _EPOCH_METRICS])
+    with np.errstate(invalid="ignore"):
+        bad = is_epoch & ~(np.isnan(value) | ((value == np.floor(value)) & (value <= epoch)))
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise BundleError(f"{where(row, name_values[name_idx[row]], value[row].item())}: must be a whole epoch "
+                          f"from 1 to the row's epoch {int(epoch[row])}")
 
     return pa.table({
         "key": keys.dictionary_decode() if n else pa.array([], pa.string()),

@@ -457,14 +457,17 @@ def _short(row: str) -> str:
 
 
 def test_table(summary: pd.DataFrame, experiment: str, baselines: dict[str, dict[str, float]] | None = None,
-               series_health: dict[str, tuple[int, list]] | None = None) -> pd.DataFrame:
+               series_health: dict[str, tuple[int, list]] | None = None,
+               metric_rows: Sequence[str] | None = None) -> pd.DataFrame:
     """Display table of `compare.test_summary`: one row per series × test epoch; per metric 'mean ± sd'
     (ddof=1; sd needs n ≥ 2), n seeds, and every seed's value. The best mean in each column (per test epoch)
     is marked ★, best meaning the metric's own direction (lower loss), unless it does no better than a
     trivial predictor: `baselines` (test row name -> {"chance": …}, from `compare.baselines`) adds one row per
     baseline, and a mean at or below it is marked "≤ baseline" instead. `series_health`
-    (`compare.series_health`) adds a "runs flagged" column: "3 of 5 seeds collapsed"."""
-    rows_ = test_metrics(experiment)
+    (`compare.series_health`) adds a "runs flagged" column: "3 of 5 seeds collapsed". `metric_rows`: the test
+    rows to show (default `metrics.test_metrics`; the best-validation table passes `best_metrics` and
+    "best_epoch", which gets no star)."""
+    rows_ = tuple(metric_rows) if metric_rows is not None else test_metrics(experiment)
     summ = summary[summary["metric"].isin(rows_)]
     if summ.empty:
         return pd.DataFrame()
@@ -474,7 +477,7 @@ def test_table(summary: pd.DataFrame, experiment: str, baselines: dict[str, dict
     best: dict[tuple[int, str], float] = {}
     for (epoch, m), g in summ.groupby(["epoch", "metric"]):
         ok = g["mean"].dropna()
-        if len(g) > 1 and len(ok):
+        if len(g) > 1 and len(ok) and by_row("test", m).unit != "epoch":
             best[(epoch, m)] = ok.max() if by_row("test", m).higher_is_better else ok.min()
     rows = []
     for (_, series, epoch), g in summ.groupby(["order", "series", "epoch"]):

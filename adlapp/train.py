@@ -5,18 +5,27 @@ the data are small tensors), and per epoch measures training loss, validation lo
 accuracy (classification) or validation F1 and pixel accuracy (segmentation). The test split is scored at
 `cfg.test_epochs` so the course's 200/400/1000-epoch budgets share one 1000-epoch run.
 
+Both experiments overfit (validation loss rises several-fold after its minimum), so a budget's last epoch is
+not its best. The trainer therefore also keeps, in memory, a copy of the weights (buffers included: BatchNorm's
+running statistics) at the epoch with the lowest validation loss so far (ties: the earlier epoch), and at each
+test epoch E scores them on the test split as extra test rows `best_acc`, `best_loss` (classification) or
+`best_pixel_acc`, `best_f1`, `best_loss` (segmentation), plus `best_epoch`, the epoch (<= E) whose weights
+were scored. Only the validation split chooses the epoch: the test split never does.
+
 Checkpoints hold only tensors and plain numbers (`torch.save` of state dicts) and are read back with
-`weights_only=True`, so resuming never unpickles arbitrary objects. Model, optimiser and the shuffling
-generator are restored, so a resumed CPU run (same thread count) ends with the same metrics as an
-uninterrupted one. By default a checkpoint is written whenever the time since the last one is at least
-`_CHECKPOINT_COST_RATIO` times what writing one costs (every epoch for the course CNN, every few epochs for
-the small U-Net), so checkpointing costs about 2 % and a crash loses at most about a second of training.
+`weights_only=True`, so resuming never unpickles arbitrary objects. Model, optimiser, the shuffling
+generator and the best-validation weights are restored, so a resumed CPU run (same thread count) ends with
+the same metrics, best_* rows included, as an uninterrupted one. By default a checkpoint is written whenever
+the time since the last one is at least `_CHECKPOINT_COST_RATIO` times what writing one costs (every epoch
+for the course CNN, every few epochs for the small U-Net), so checkpointing costs about 2 % and a crash loses
+at most about a second of training.
 An epoch's checkpoint is written *before* its metrics are reported: a crash between the two leaves a
 checkpoint that is ahead of the store, never behind it, and the resumed run replays the missing epochs
 from the checkpoint's history instead of training them again.
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -42,7 +51,7 @@ class EpochReport:
     epoch: int                                   # 1-based
     epochs: int
     metrics: dict[str, float]                    # train_loss, val_loss, val_acc | val_f1, val_pixel_acc, seconds
-    tests: dict[str, float] | None = None        # test metrics when this epoch is a test epoch
+    tests: dict[str, float] | None = None        # test metrics (and best_* ones) when this is a test epoch
     replayed: bool = False                       # re-sent from a checkpoint's history on resume, not retrained
 
 
@@ -53,7 +62,7 @@ class RunResult:
     device: str
     epochs_done: int
     history: list[dict[str, float]] = field(default_factory=list)   # one dict per epoch, with "epoch"
-    tests: dict[int, dict[str, float]] = field(default_factory=dict)
+    tests: dict[int, dict[str, float]] = field(default_factory=dict)   # incl. best_* rows, see _BestWeights
     diverged_epoch: int | None = None
     seconds: float = 0.0
     resumed_from: int = 0                        # epoch of the checkpoint this run resumed from (0: fresh)
@@ -172,6 +181,63 @@ class _Checkpoints:
         return torch.load(self.path, map_location=device, weights_only=True)
 
 
+class _BestWeights:
+    """The weights at the lowest validation loss so far (ties: the earlier epoch), scored on demand.
+
+    `state` is a cloned state_dict (parameters and buffers), replaced only when the validation loss improves;
+    a NaN or infinite validation loss never improves. The saved weights are scored by a second module,
+    deep-copied from the training model the first time it is needed (a copy draws no random numbers, so the
+    training stream is untouched) and reloaded for each score, so the training model is never disturbed.
+    """
+
+    def __init__(self) -> None:
+        self.state: dict[str, torch.Tensor] | None = None
+        self.val_loss = math.inf
+        self.epoch = 0                                    # 0: no epoch chosen yet
+        self._scorer: nn.Module | None = None
+
+    def update(self, model: nn.Module, epoch: int, val_loss: float) -> None:
+        if val_loss < self.val_loss:
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.val_loss, self.epoch = val_loss, epoch
+
+    def tests(self, model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor, epoch: int,
+              current: dict[str, float]) -> dict[str, float]:
+        """best_* rows at test epoch `epoch`; `current` are that epoch's own test scores (reused when the
+        current epoch is the best one). {} when the best epoch's weights are not known (see `restore`)."""
+        if self.state is None:
+            return {}
+        if self.epoch == epoch:
+            scores = current
+        else:
+            if self._scorer is None:
+                self._scorer = copy.deepcopy(model)
+            self._scorer.load_state_dict(self.state)
+            scores = evaluate(self._scorer, cfg, x, y)
+        return {**{"best_" + k: v for k, v in scores.items()}, "best_epoch": float(self.epoch)}
+
+    def checkpoint(self) -> dict:
+        """Tensors and plain numbers only (the checkpoint is read with weights_only=True)."""
+        return {"best_model": self.state, "best_val_loss": self.val_loss, "best_epoch": self.epoch}
+
+    def restore(self, state: dict, model: nn.Module, history: list[dict[str, float]]) -> None:
+        """Resume from a checkpoint. One written before best tracking existed has no best weights: the best
+        validation loss and its epoch come from its history, and when that epoch is the checkpoint's own the
+        restored model is its weights. Otherwise those weights are lost: test epochs whose best epoch lies
+        before the checkpoint get no best_* rows, until a later epoch beats that loss and tracking is exact
+        again (never a wrong row, only missing ones)."""
+        if "best_epoch" in state:
+            self.state = state["best_model"]
+            self.val_loss, self.epoch = float(state["best_val_loss"]), int(state["best_epoch"])
+            return
+        for h in history:
+            val_loss = h.get("val_loss", math.nan)
+            if val_loss < self.val_loss:
+                self.val_loss, self.epoch = val_loss, int(h["epoch"])
+        if self.epoch and self.epoch == int(state["epoch"]):
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def _build(cfg: RunConfig, seed: int, dev: torch.device, data: ClassificationData | SegmentationData
            ) -> tuple[nn.Module, torch.optim.Optimizer, torch.Generator]:
     """Model (initialised from `seed` alone), optimiser and the generator of the batch order."""
@@ -211,7 +277,11 @@ def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | N
     `on_epoch` with `replayed=True`), and checkpoints are written every `checkpoint_every` epochs (None:
     adaptively, see the module docstring; 0: only when stopped). `should_stop` is asked after every epoch;
     when it returns True the run checkpoints and returns with status "cancelled". A non-finite training
-    loss ends the run with status "diverged" and `diverged_epoch` set.
+    loss ends the run with status "diverged" and `diverged_epoch` set (no test rows at that epoch, best_*
+    ones included).
+
+    Each test epoch's rows hold the current weights' scores (acc, loss / pixel_acc, f1, loss) and those of
+    the weights with the lowest validation loss up to that epoch (best_acc, ..., best_epoch; see `_BestWeights`).
     """
     started = time.perf_counter()
     dev = resolve_device(device)
@@ -221,6 +291,7 @@ def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | N
     vx, vy = data.val_x.to(dev), data.val_y.to(dev)
     ex, ey = data.test_x.to(dev), data.test_y.to(dev)
     result = RunResult(status="done", seed=seed, device=device_name(dev), epochs_done=0)
+    best = _BestWeights()
 
     checkpoints = _Checkpoints(checkpoint_dir, checkpoint_every)
     state = checkpoints.load(dev)
@@ -233,6 +304,7 @@ def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | N
         result.tests = {int(k): dict(v) for k, v in state["tests"].items()}
         result.epochs_done = result.resumed_from = int(state["epoch"])
         result.checkpoint_threads = state.get("threads")
+        best.restore(state, model, result.history)
         for h in result.history if on_epoch else ():   # the store may lag the checkpoint: resend its epochs
             ep = int(h["epoch"])
             on_epoch(EpochReport(ep, cfg.epochs, {k: v for k, v in h.items() if k != "epoch"},
@@ -241,7 +313,8 @@ def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | N
     def snapshot(epoch: int) -> dict:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "shuffle": shuffle.get_state(),
                 "torch_rng": torch.get_rng_state(), "epoch": epoch, "threads": torch.get_num_threads(),
-                "history": result.history, "tests": {str(k): v for k, v in result.tests.items()}}
+                "history": result.history, "tests": {str(k): v for k, v in result.tests.items()},
+                **best.checkpoint()}
 
     model.train()
     for epoch in range(result.epochs_done + 1, cfg.epochs + 1):
@@ -256,9 +329,11 @@ def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | N
                 on_epoch(EpochReport(epoch, cfg.epochs, metrics))
             break
         metrics = {"train_loss": train_loss, **{"val_" + k: v for k, v in evaluate(model, cfg, vx, vy).items()}}
+        best.update(model, epoch, metrics["val_loss"])
         tests = None
         if epoch in cfg.test_epochs:
-            tests = result.tests[epoch] = evaluate(model, cfg, ex, ey)
+            tests = evaluate(model, cfg, ex, ey)
+            tests = result.tests[epoch] = {**tests, **best.tests(model, cfg, ex, ey, epoch, tests)}
         metrics["seconds"] = time.perf_counter() - t0
         result.history.append({"epoch": epoch, **metrics})
         result.epochs_done = epoch

@@ -296,6 +296,25 @@ def render_results(prefix: str, experiment: str, tables: RunTables, opts: dict) 
         st.markdown("**Test metrics** — mean ± sd over seeds (ddof=1), n seeds, every seed's value; ★ best, "
                     "unless no better than the trivial predictor in the baseline rows")
         st.dataframe(table, hide_index=True)
+    best_table(tables, experiment, baselines)
+
+
+def best_table(tables: RunTables, experiment: str, baselines: dict) -> None:
+    """The test scores of the weights with the lowest validation loss up to each budget, beside the last
+    epoch's: overfitting made visible. Runs recorded before the trainer kept them have none: said so."""
+    rows = (*metrics.best_metrics(experiment), "best_epoch")
+    summary = compare.test_summary(tables, rows)
+    if summary.empty:
+        if len(tables.tests):
+            st.caption("These runs do not record test scores at the best-validation epoch (they were trained "
+                       "before the trainer kept the best weights); the scores above are at each budget's last "
+                       "epoch.")
+        return
+    st.markdown("**Test metrics at the best-validation epoch** — the weights with the lowest validation loss up "
+                "to each budget (chosen on the validation split, never the test split), scored on the test "
+                "split; compare with the last-epoch table above to see what overfitting costs.")
+    best_baselines = {f"best_{m}": b for m, b in baselines.items()}
+    st.dataframe(report.test_table(summary, experiment, best_baselines, metric_rows=rows), hide_index=True)
 
 
 def health_lines(tables: RunTables, experiment: str) -> list[str]:

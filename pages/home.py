@@ -3,16 +3,10 @@ import streamlit as st
 
 from adlapp import charts, library, report
 from adlapp import compare as cmp
-from adlapp.metrics import by_row, figure_metrics, label, test_metrics
-from adlapp.metrics import metrics_for as _metrics_for
+from adlapp.metrics import best_metrics, by_row, figure_metrics, label, test_metrics
 from pages import _common as ui
 
 STUDY_PARAM = "study"
-
-
-def metric_list():
-    """The best-validation test scores (recorded by runs trained now, absent from older bundles)."""
-    return [m for exp in ("cnn", "unet") for m in _metrics_for(exp) if m.row.startswith("best_")]
 FIGURES = {"cnn": "Figure 1 reborn: CNN variants", "unet": "Figure 2 reborn: U-Net variants"}
 
 
@@ -56,7 +50,7 @@ st.caption(f"Loaded {len(tables.runs)} run(s) from {len(cache.bundles)} bundle(s
 st.info("**These runs were trained on data generated in code**, not on the public card and retina data sets of "
         "the course report: the models and comparisons are the report's, the numbers are a new experiment. "
         "Where the report has a number for the same cell, it is shown beside ours and labelled as the report's.")
-if not tables.tests["name"].isin([m.row for m in metric_list()]).any():
+if not tables.tests["name"].isin([m for exp in ("cnn", "unet") for m in best_metrics(exp)]).any():
     st.caption("Not recorded in these runs: the test scores at the best-validation epoch (the weights with the "
                "lowest validation loss). The shipped runs predate them; runs trained now record them, and the "
                "scores here are all at the last epoch of each budget.")
@@ -94,6 +88,7 @@ for exp, title in FIGURES.items():
     baselines = {m: cmp.baselines(exp, by_row("test", m).key) for m in test_metrics(exp)}
     with st.expander(f"All {exp.upper()} test metrics, every seed, and the baselines"):
         st.dataframe(report.test_table(summary, exp, baselines, cmp.series_health(part, exp)), hide_index=True)
+        ui.best_table(part, exp, baselines)
 
 st.subheader("What the numbers say")
 st.caption("Generated from these runs, across seeds on one fixed test set: Welch's t-test for different "

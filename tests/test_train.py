@@ -32,7 +32,7 @@ def test_two_epoch_run_through_the_store(tmp_path):
     assert set(epochs["name"]) == {"train_loss", "val_loss", "val_acc", "seconds"}
     assert sorted(epochs["epoch"].unique()) == [1, 2]
     tests = store.test_metrics([key])
-    assert set(tests["name"]) == {"acc", "loss"} and set(tests["epoch"]) == {2}
+    assert set(tests["name"]) == {"acc", "loss", "best_acc", "best_loss", "best_epoch"} and set(tests["epoch"]) == {2}
     assert 0.0 <= tests.loc[tests["name"] == "acc", "value"].item() <= 1.0
     assert not any(store.checkpoint_dir(key).glob("*"))     # finished runs keep no checkpoint
 
@@ -87,7 +87,8 @@ def test_segmentation_run_scores_test_at_eval_epochs():
     assert set(result.history[-1]) == {"epoch", "train_loss", "val_loss", "val_f1", "val_pixel_acc", "seconds"}
     assert sorted(result.tests) == [2, 3]
     for t in result.tests.values():
-        assert set(t) == {"loss", "f1", "pixel_acc"} and 0 <= t["f1"] <= 1 and 0 <= t["pixel_acc"] <= 1
+        assert set(t) == {"loss", "f1", "pixel_acc", "best_loss", "best_f1", "best_pixel_acc", "best_epoch"}
+        assert 0 <= t["f1"] <= 1 and 0 <= t["pixel_acc"] <= 1
 
 
 def test_cancel_flag_stops_after_the_current_epoch(tmp_path):
