@@ -136,6 +136,7 @@ c2.toggle("Pair variants by seed", key="sig_pair_seeds",
 sel = selection(state)
 m = metric(sel.metric)
 res = cmp.analyse(tables, sel, correction)
+st.caption(report.data_line(sel.experiment))
 for level, text in report.comparison_notes(res):
     getattr(st, level)(text)
 if capacity := report.capacity_note(sel.experiment, sel.variants):

@@ -14,7 +14,14 @@ FIGURES = {"cnn": "Figure 1 reborn: CNN variants", "unet": "Figure 2 reborn: U-N
 def _reading(folder: str, signature: tuple, _tables) -> list[str]:
     """The reading for the bundles in `folder` as they are (`signature`): ~1 s, so once, not every rerun.
     The same analysis as the Compare page's presets (`compare.course_study`), told by `report`."""
-    return report.course_reading(cmp.course_study(_tables))
+    lines = report.course_reading(cmp.course_study(_tables))
+    opts = cmp.options(_tables)
+    if "unet" in opts:      # the report's last question: does the seed matter less at higher budgets?
+        spread = cmp.seed_spread(_tables, "unet", opts["unet"]["variants"], "test_pixel_acc")
+        if (said := report.spread_lines(spread)):
+            lines.append("**Spread across seeds by budget** (U-Net test pixel accuracy; the report's last "
+                         "question): " + " ".join(said))
+    return lines
 
 
 st.title("Deep-learning variants, several seeds, compared honestly")

@@ -10,7 +10,7 @@ import sqlite3
 import pandas as pd
 import streamlit as st
 
-from adlapp import library, live, report
+from adlapp import compare, library, live, report
 from adlapp.bundle import BundleError
 from adlapp.store import ACTIVE, FINISHED, STATUSES, StoreError
 from pages import _common as ui
@@ -29,7 +29,9 @@ COLUMN_HELP = {"status": "queued: waiting for a trainer · running · done / div
                "source": "local, or the bundle the run was imported from",
                "ETA": "time left while running: remaining epochs × seconds per epoch",
                "key": "the run's identity: a hash of its configuration, seed and code version"}
-OPTIONAL = ("device", "threads", "error", "notes")      # shown only when some run has a value
+COLUMN_HELP["health"] = ("finished runs only: collapsed (learned, then fell back to chance), exploded (training "
+                         "loss far above its start) or diverged (not finite); empty when healthy")
+OPTIONAL = ("device", "threads", "health", "error", "notes")      # shown only when some run has a value
 SHOWN_STATUSES = [s for s in STATUSES if s != "importing"]
 KEEP = ui.KEEP
 state = st.session_state
@@ -42,8 +44,20 @@ def ordered(df: pd.DataFrame) -> pd.DataFrame:
     return df.iloc[order].reset_index(drop=True)
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def finished_health(path: str, finished: tuple[str, ...]) -> dict[str, str]:
+    """key -> 'collapsed at epoch 42' for each flagged finished run (adlapp.health); recomputed only when the
+    set of finished runs changes, not on every tick of the live table."""
+    tables = ui.store().tables(keys=list(finished))
+    flags = compare.run_health(tables, tables.runs)
+    return {k: f"{h.reason} at epoch {h.epoch}" if h.epoch else h.reason for k, h in flags.items() if h.flagged}
+
+
 def shown(df: pd.DataFrame, statuses: list[str]) -> pd.DataFrame:
     """The table as displayed: filtered by status, unknown optional columns left out, no 'None' cells."""
+    done = tuple(sorted(df.loc[df["status"].isin(FINISHED), "key"]))
+    flags = finished_health(str(ui.store().db_path), done) if done else {}
+    df = df.assign(health=[flags.get(k, "") for k in df["key"]])
     view = ordered(df[df["status"].isin(statuses)] if statuses else df)
     for col in OPTIONAL:
         known = view[col].notna() & (view[col].astype(str).str.strip() != "")

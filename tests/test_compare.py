@@ -476,3 +476,25 @@ def test_an_exploded_run_is_flagged_and_baselines_come_from_the_data_card():
     assert cmp.baselines("unet", "test_pixel_acc") == {"all background": unet_card.baselines["test"]
                                                         ["all_background"]["pixel_acc"]}
     assert cmp.baselines("unet", "test_loss") == {}
+
+
+def test_seed_spread_per_budget_with_brown_forsythe_from_scipy():
+    from scipy import stats as sps
+
+    cfg = cnn(epochs=6, eval_at=(3,))
+    at3, at6 = [0.50, 0.52, 0.51, 0.49], [0.40, 0.60, 0.45, 0.58]
+    runs = [(cfg, s, "done", {3: {"acc": a, "loss": 0.5}, 6: {"acc": b, "loss": 0.5}},
+             {e: {"val_acc": 0.5} for e in range(1, 7)}) for s, (a, b) in enumerate(zip(at3, at6, strict=True))]
+    spread = cmp.seed_spread(tables(*runs), "cnn", ("cnn/adam",), "test_acc")
+    assert list(spread.table["epoch"]) == [3, 6]
+    assert list(spread.table["sd"]) == pytest.approx([np.std(at3, ddof=1), np.std(at6, ddof=1)])
+    (row,) = spread.tests.to_dict("records")
+    assert row["brown_forsythe_p"] == pytest.approx(sps.levene(at3, at6, center="median").pvalue)
+    assert row["levene_p"] == pytest.approx(sps.levene(at3, at6, center="mean").pvalue)
+    from adlapp import report
+
+    *per_series, answer = report.spread_lines(spread)
+    sd3, sd6 = np.std(at3, ddof=1), np.std(at6, ddof=1)
+    assert per_series[0].startswith(
+        f"Adam: sd {sd3:.4f} after epoch 3, {sd6:.4f} after epoch 6 (×{sd6 / sd3:.2f}; n = 4")
+    assert "smaller at the last budget in 0 of 1 variants" in answer
