@@ -55,6 +55,12 @@ def test_train_then_runs_json(tmp_path):
     (["train", "cnn", "--seeds", "0"], "--seeds"),
     (["train", "cnn", "--seeds", "4-2"], "--seeds"),
     (["import", "/no/such/bundle.zip"], "bundle.zip"),
+    (["compare", "--experiment", "cnn", "--metric", "test_f1"], "--metric 'test_f1'"),
+    (["compare", "--experiment", "cnn", "--at", "7"], "--at '7'"),
+    (["compare", "--experiment", "cnn", "--at", "x"], "whole numbers"),
+    (["compare", "--experiment", "cnn", "--variants", "resnet"], "resnet"),
+    (["compare", "--experiment", "unet", "--preset", "Course: CNN optimisers & BN"], "is a cnn preset"),
+    (["compare", "--experiment", "cnn", "--preset", "nope"], "unknown; presets are"),
 ])
 def test_invalid_arguments_exit_nonzero_with_one_clear_line(tmp_path, args, needle):
     out = adlapp(*args, "--store", str(tmp_path))
@@ -65,7 +71,7 @@ def test_invalid_arguments_exit_nonzero_with_one_clear_line(tmp_path, args, need
 
 
 def test_every_command_has_help():
-    for cmd in ([], ["train"], ["runs"], ["cancel"], ["export"], ["import"], ["worker"]):
+    for cmd in ([], ["train"], ["runs"], ["cancel"], ["export"], ["import"], ["worker"], ["compare"]):
         out = adlapp(*cmd, "--help")
         assert out.returncode == 0 and "usage:" in out.stdout
 
