@@ -503,13 +503,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except sqlite3.Error as e:       # e.g. a store file that is not a database, or a full disk
         print(f"python -m adlapp {args.command}: error: store database: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:          # `… --json | head`: the reader left; nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:             # e.g. no space left, no permission to write the bundle or checkpoint
         print(f"python -m adlapp {args.command}: error: {e.strerror or e}"
               f"{f' ({e.filename})' if e.filename else ''}", file=sys.stderr)
         return 2
-    except BrokenPipeError:          # `… --json | head`: the reader left; nothing is wrong
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except MemoryError:
         print(f"python -m adlapp {args.command}: error: out of memory; ask for smaller sizes", file=sys.stderr)
         return 2
