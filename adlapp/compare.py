@@ -51,7 +51,7 @@ __all__ = [
     "runs_frame", "test_summary", "options", "Selection", "Preset", "PRESETS", "default_preset", "resolve",
     "restrict", "Group", "Gap", "extract_groups", "run_health", "series_health", "chance_levels", "baselines",
     "family_of", "pairing",
-    "Comparison", "compare_groups", "analyse", "SeedSpread", "seed_spread",
+    "Comparison", "compare_groups", "analyse", "SeedSpread", "seed_spread", "overfitting",
     "PowerPlan", "power_plan", "SeedPlan", "missing_seeds", "seed_requests", "CurveTest", "curve_test",
     "Finding", "READING", "course_study",
 ]
@@ -813,6 +813,29 @@ def seed_spread(tables: RunTables, experiment: str, variants: Sequence[str], met
                       "note": res.get("note", "")})
     return SeedSpread(table, pd.DataFrame(tests, columns=["series", "variant", "epochs", "brown_forsythe_p",
                                                            "levene_p", "note"]), m)
+
+
+# -- overfitting: where the mean validation loss turns ----------------------------------------------------------
+def overfitting(tables: RunTables, experiment: str) -> pd.DataFrame:
+    """Per series of finished runs: the epoch of the lowest mean validation loss (mean over the seeds that
+    reached each epoch; only epochs every seed reached), that minimum, the last such epoch, its mean loss and
+    their ratio. A ratio well above 1 means the runs kept training past their best validation loss."""
+    cols = ["series", "variant", "n", "min_epoch", "min_loss", "last_epoch", "last_loss", "ratio"]
+    runs = runs_frame(tables, experiment)
+    runs = runs[runs["status"] == "done"].drop_duplicates(["series", "seed"])
+    loss = tables.epochs[(tables.epochs["name"] == "val_loss") & tables.epochs["key"].isin(set(runs["key"]))]
+    rows = []
+    for series, g in runs.groupby("series", sort=False):
+        wide = loss[loss["key"].isin(set(g["key"]))].pivot_table(index="epoch", columns="key", values="value")
+        wide = wide.dropna()
+        if wide.empty:
+            continue
+        mean = wide.mean(axis=1)
+        e_min, e_last = int(mean.idxmin()), int(mean.index.max())
+        rows.append({"series": series, "variant": g["variant"].iloc[0], "n": wide.shape[1], "min_epoch": e_min,
+                     "min_loss": float(mean[e_min]), "last_epoch": e_last, "last_loss": float(mean[e_last]),
+                     "ratio": float(mean[e_last] / mean[e_min]) if mean[e_min] > 0 else math.nan})
+    return pd.DataFrame(rows, columns=cols)
 
 
 # -- the Home reading's numbers --------------------------------------------------------------------------------

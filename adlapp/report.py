@@ -29,7 +29,7 @@ __all__ = [
     "pair_table", "matrix_cell", "power_rule", "power_table", "power_caveat", "power_error", "power_caption",
     "plan_table", "queued_summary", "curve_message", "seed_progress_notes", "test_table", "course_table",
     "figure_heads", "test_note", "course_reading", "COURSE_TABLE_CAPTION", "test_set_note", "data_line", "our_choices",
-    "capacity_note",
+    "capacity_note", "overfitting_line",
     "baseline_labels", "spread_lines",
 ]
 
@@ -626,6 +626,19 @@ def capacity_note(experiment: str, variants: Sequence[str]) -> str:
             + ": a difference between them is the upsampling and the capacity together.")
 
 
+def overfitting_line(table: pd.DataFrame, experiment: str) -> str:
+    """'**Overfitting (U-Net)**: the mean validation loss is lowest at epoch 97 for Normal and ends 11.9×
+    higher at epoch 1000; …' from `compare.overfitting`. '' when nothing rises (ratio below 1.5)."""
+    rising = table[table["ratio"] >= 1.5]
+    if rising.empty:
+        return ""
+    parts = [f"{r['series']}: lowest at epoch {r['min_epoch']}, {number(r['ratio'], 1)}× that by epoch "
+             f"{r['last_epoch']} (n = {r['n']})" for r in rising.to_dict("records")]
+    return (f"**Overfitting ({EXPERIMENT_INFO[experiment].title})**: the mean validation loss turns up long before "
+            f"the end — " + "; ".join(parts) + ". Scores at a budget's last epoch therefore include this; the "
+            "best-validation scores (recorded by runs trained now) do not.")
+
+
 def test_set_note(card, metric_key: str, means: Sequence[float]) -> str:
     """The test set's own sampling error, which no test across seeds contains: for an accuracy on N test
     images, the binomial standard error √(p(1 − p)/N) at the groups' observed means (the largest of them
@@ -813,8 +826,8 @@ def _budget_pair(f: cmp.Finding) -> list[str]:
             f"Δ/√(σa² + σb²) = {number(r['z_seed'], 2)} here (the report: +{course_report.NORMAL_Z:g}σ on its "
             f"data): a standardised difference, not a test.")
     if np.isfinite(r["diff"]) and r["diff"] < 0 < course_report.NORMAL_Z:
-        text += (" Opposite to the report: here the longer training scores lower. On these small generated data "
-                 "the models overfit (validation loss rises after its minimum, marked on the U-Net page's curves).")
+        text += (" Opposite to the report: here the longer training scores lower (see the overfitting line "
+                 "below: the validation loss rises long before epoch 1000).")
     if np.isfinite(r["z_seed"]) and not r["significant"] and f.plan is not None and not paired:
         text += " " + _seeds_sentence(f.plan)     # the plan is for independent groups: not said of a paired test
     return [text]

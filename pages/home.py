@@ -16,6 +16,7 @@ def _reading(folder: str, signature: tuple, _tables) -> list[str]:
     The same analysis as the Compare page's presets (`compare.course_study`), told by `report`."""
     lines = report.course_reading(cmp.course_study(_tables))
     opts = cmp.options(_tables)
+    lines += [line for exp in opts if (line := report.overfitting_line(cmp.overfitting(_tables, exp), exp))]
     if "unet" in opts:      # the report's last question: does the seed matter less at higher budgets?
         spread = cmp.seed_spread(_tables, "unet", opts["unet"]["variants"], "test_pixel_acc")
         if (said := report.spread_lines(spread)):
@@ -101,7 +102,8 @@ st.subheader("What the numbers say")
 st.caption("Generated from these runs, across seeds on one fixed test set: Welch's t-test for different "
            "variants, the paired t-test for one variant's runs scored at two budgets, Holm's correction within "
            "each family of pairs (the pairs at one evaluation epoch; one variant across epochs; the pairs a claim "
-           "names), Δ = a − b with its 95 % CI (simultaneous over the family where an adjusted p is given), sd "
+           "names), Δ = a − b with its 95 % CI (adjusted like the p beside it, so it excludes 0 exactly when the "
+           "pair is significant), sd "
            "with ddof=1, every seed kept (flagged ones too). Every pair, each seed's value and how many seeds you "
            "would need are on the Compare page, whose presets \"Course: …\" give the same numbers, as does "
            "`python -m adlapp compare --preset …`.")

@@ -498,3 +498,18 @@ def test_seed_spread_per_budget_with_brown_forsythe_from_scipy():
     assert per_series[0].startswith(
         f"Adam: sd {sd3:.4f} after epoch 3, {sd6:.4f} after epoch 6 (×{sd6 / sd3:.2f}; n = 4")
     assert "smaller at the last budget in 0 of 1 variants" in answer
+
+
+def test_overfitting_finds_the_turn_of_the_mean_validation_loss():
+    cfg = cnn(epochs=8)
+    curves = {0: [3, 2, 1.0, 1.5, 2, 3, 4, 5], 1: [3, 2, 1.2, 1.1, 2, 3, 4, 6]}     # mean lowest at epoch 3
+    runs = [(cfg, s, "done", {8: {"acc": 0.5, "loss": 1.0}},
+             {e + 1: {"val_loss": v, "val_acc": 0.5} for e, v in enumerate(c)}) for s, c in curves.items()]
+    (row,) = cmp.overfitting(tables(*runs), "cnn").to_dict("records")
+    mean = np.mean(list(curves.values()), axis=0)
+    assert row["min_epoch"] == int(np.argmin(mean)) + 1 == 3 and row["last_epoch"] == 8 and row["n"] == 2
+    assert row["ratio"] == pytest.approx(mean[-1] / mean.min())
+    from adlapp import report
+
+    assert f"Adam: lowest at epoch 3, {mean[-1] / mean.min():.1f}× that by epoch 8" in report.overfitting_line(
+        cmp.overfitting(tables(*runs), "cnn"), "cnn")
