@@ -478,9 +478,10 @@ def matrix_chart(res: cmp.Comparison, color_by: str = "diff", higher_is_better: 
         family_text=[report.family_label(f) for f in pairs["family"]],
         verdict=["significant" if s else ("not significant" if t else f"not tested (n < {cmp.MIN_N})")
                  for s, t in zip(pairs["significant"], pairs["tested"], strict=True)])
-    data = data[["axis_a", "axis_b", "a", "b", "n_a", "n_b", "diff", "ci_low", "ci_high", "hedges_g", "z_seed",
-                 "welch_p", "p_adjusted", "family_text", "family_size", "significant", "verdict", "colour", "dark",
-                 "cell"]]
+    data = data.assign(test_name=[report.TEST_NAMES.get(t, t) for t in data["test"]])
+    data = data[["axis_a", "axis_b", "a", "b", "n_a", "n_b", "diff", "ci_low", "ci_high", "ci_adj_low",
+                 "ci_adj_high", "hedges_g", "z_seed", "test_name", "p", "p_adjusted", "family_text", "family_size",
+                 "significant", "verdict", "colour", "dark", "cell"]]
     rows = [o for o in order if o in set(data["axis_a"])]
     cols = [o for o in order if o in set(data["axis_b"])]
     title = "Δ (row − column)" if color_by == "diff" else "Hedges' g (row − column)"
@@ -490,11 +491,14 @@ def matrix_chart(res: cmp.Comparison, color_by: str = "diff", higher_is_better: 
     base = alt.Chart(data).encode(x=x, y=y)
     adjusted = f"p adjusted ({report.CORRECTION_SHORT[res.correction]})"
     tooltip = ["a:N", "b:N", "n_a:Q", "n_b:Q", alt.Tooltip("diff:Q", format=".4g", title="Δ"),
-               alt.Tooltip("ci_low:Q", format=".4g", title="CI low"),
-               alt.Tooltip("ci_high:Q", format=".4g", title="CI high"),
+               alt.Tooltip("ci_low:Q", format=".4g", title="95 % CI low"),
+               alt.Tooltip("ci_high:Q", format=".4g", title="95 % CI high"),
+               alt.Tooltip("ci_adj_low:Q", format=".4g", title="CI adjusted like p: low"),
+               alt.Tooltip("ci_adj_high:Q", format=".4g", title="CI adjusted like p: high"),
                alt.Tooltip("hedges_g:Q", format=".3g", title="Hedges' g"),
-               alt.Tooltip("z_seed:Q", format=".3g", title="course z (= d/√2)"),
-               alt.Tooltip("welch_p:Q", format=".4g", title="Welch p"),
+               alt.Tooltip("z_seed:Q", format=".3g", title="course z (standardised Δ, not a test)"),
+               alt.Tooltip("test_name:N", title="test"),
+               alt.Tooltip("p:Q", format=".4g", title="p"),
                alt.Tooltip("p_adjusted:Q", format=".4g", title=adjusted),
                alt.Tooltip("family_text:N", title="family"),
                alt.Tooltip("family_size:Q", title="pairs in the family"), "verdict:N"]

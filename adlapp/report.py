@@ -328,7 +328,8 @@ def pair_table(pairs: pd.DataFrame, correction: str = "holm", alpha: float = cmp
 
 
 def matrix_cell(row: dict[str, Any], compact: bool) -> str:
-    """The text in one cell of the pair matrix: Δ (★ when significant), CI, g, p → adjusted p (family size)."""
+    """The text in one cell of the pair matrix: Δ (★ when significant), its CI adjusted like the p (it excludes
+    0 exactly when the cell is starred), g, p → adjusted p (family size)."""
     star = "★ " if row["significant"] else ""
     delta = f"{star}Δ {number(row['diff'], sign=True)}"
     if not row["tested"]:
@@ -337,8 +338,10 @@ def matrix_cell(row: dict[str, Any], compact: bool) -> str:
     adj = f"adj. {p_value(row['p_adjusted'])} (of {int(row['family_size'])})"
     if compact:
         return f"{delta}\n{adj}"
-    dec = decimals(row["ci_low"], row["ci_high"])
-    return (f"{delta}\n[{number(row['ci_low'], dec)}, {number(row['ci_high'], dec)}]\n"
+    lo, hi = ((row["ci_adj_low"], row["ci_adj_high"]) if np.isfinite(row.get("ci_adj_low", math.nan))
+              else (row["ci_low"], row["ci_high"]))        # the interval adjusted like the p beside it
+    dec = decimals(lo, hi)
+    return (f"{delta}\n[{number(lo, dec)}, {number(hi, dec)}]\n"
             f"g {number(row['hedges_g'], 2)}\np {p_value(row['p'])} → {adj}")
 
 

@@ -150,7 +150,8 @@ left, right = st.columns([3, 2]) if wide else (st.container(), st.container())
 with left:
     st.markdown(f"**{len(res.pairs)} pair(s)**, Δ = row − column; ★ and a black frame: significant after "
                 f"{CORRECTIONS[correction].split(' (')[0]} (α = {cmp.ALPHA:g}) within the pair's family; "
-                f"\"adj. p (of m)\": adjusted over the m pairs of its family. Hover a cell for every number.")
+                f"\"adj. p (of m)\": adjusted over the m pairs of its family, the interval above it adjusted "
+                f"the same way. Hover a cell for every number.")
     st.altair_chart(charts.matrix_chart(res, colour, m.higher_is_better), key="chart_sig_matrix", width="content")
 with right:
     baselines = cmp.baselines(sel.experiment, m.key)
