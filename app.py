@@ -10,6 +10,7 @@ PAGES = [  # (file, title, icon, url path)
     ("pages/home.py", "Home", ":material/home:", "home"),
     ("pages/cnn.py", "CNN", ":material/grid_view:", "cnn"),
     ("pages/unet.py", "U-Net", ":material/blur_on:", "unet"),
+    ("pages/inside.py", "Inside the models", ":material/account_tree:", "inside"),
     ("pages/compare.py", "Compare", ":material/compare_arrows:", "compare"),
     ("pages/runs.py", "Runs", ":material/list:", "runs"),
 ]
