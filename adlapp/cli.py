@@ -1,9 +1,9 @@
 """`python -m adlapp …`: the headless entry point (GPU servers, scripts, producing cached_runs/).
 
-Commands: train, resume, runs, cancel, export, import, worker, compare (adlapp.compare_cli). Every bad argument
-exits non-zero with one clear line, and is refused before the store is touched. torch is imported only by the
-commands that train. `train` and `resume` train in this process; `cancel` and `worker` go through the job queue
-(adlapp.jobs), as the app does.
+Commands: train, resume, runs, cancel, export, import, worker, compare (adlapp.compare_cli), report
+(adlapp.study_report). Every bad argument exits non-zero with one clear line, and is refused before the store is
+touched. torch is imported only by the commands that train. `train` and `resume` train in this process; `cancel`
+and `worker` go through the job queue (adlapp.jobs), as the app does.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import sqlite3
 import sys
 from typing import Sequence
 
-from adlapp import compare_cli
+from adlapp import compare_cli, study_report
 from adlapp.config import (
     ACTIVATIONS,
     EXPERIMENT_INFO,
@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
                                 description="adlapp: train variants with several seeds and compare them honestly.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_train, _add_resume, _add_runs, _add_cancel, _add_export, _add_import, _add_worker,
-                compare_cli.add_parser):
+                compare_cli.add_parser, study_report.add_parser):
         add(sub)
     return p
 
@@ -488,7 +488,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"train": _cmd_train, "resume": _cmd_resume, "runs": _cmd_runs, "cancel": _cmd_cancel,
-             "export": _cmd_export, "import": _cmd_import, "worker": _cmd_worker, "compare": compare_cli.run}
+             "export": _cmd_export, "import": _cmd_import, "worker": _cmd_worker, "compare": compare_cli.run,
+             "report": study_report.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -496,7 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from adlapp.bundle import BundleError
     try:
         return _COMMANDS[args.command](args)
-    except (CliError, ConfigError, StoreError, BundleError, KeyError, compare_cli.CompareError) as e:
+    except (CliError, ConfigError, StoreError, BundleError, KeyError, compare_cli.CompareError,
+            study_report.ReportError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"python -m adlapp {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -1,7 +1,10 @@
 """Home: what this is, and one click to open the course study from the bundles in cached_runs/."""
+from dataclasses import replace
+from functools import partial
+
 import streamlit as st
 
-from adlapp import charts, library, report
+from adlapp import charts, exports, library, report, study_report
 from adlapp import compare as cmp
 from adlapp.metrics import best_metrics, by_row, figure_metrics, label, test_metrics
 from pages import _common as ui
@@ -23,6 +26,40 @@ def _reading(folder: str, signature: tuple, _tables) -> list[str]:
             lines.append("**Spread across seeds by budget** (U-Net test pixel accuracy; the report's last "
                          "question): " + " ".join(said))
     return lines
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _sources(folder: str, signature: tuple) -> study_report.Provenance:
+    """Which bundle each run came from: the source line baked into an exported figure."""
+    return study_report.read_sources(None, folder)[1]
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _figure_file(folder: str, signature: tuple, exp: str, log_x: bool, fmt: str, _chart, caption: str,
+                 source: str) -> bytes:
+    """The figure as shown, rendered offline with its title, caption and source (vl-convert, ~0.3-1 s): on the
+    first click only."""
+    return exports.render(_chart, FIGURES[exp], caption, source, formats=(fmt,))[fmt]
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _report_zip(folder: str, signature: tuple, log_x: bool) -> bytes:
+    """adlapp.study_report of these bundles as a zip (~6 s): built when the download is clicked, then kept."""
+    tables, prov = study_report.read_sources(None, folder)
+    return study_report.report_zip(tables, replace(prov, command="the app's Home page (download)"), log_x=log_x)
+
+
+def _figure_downloads(exp: str, chart, part, log_x: bool) -> None:
+    folder = library.cached_runs_dir()
+    sig = library.folder_signature(folder)
+    source = study_report.source_line(part, exp, _sources(str(folder), sig))
+    cols = st.columns([1, 1, 8])
+    for col, (fmt, mime) in zip(cols, {"png": "image/png", "svg": "image/svg+xml"}.items(), strict=False):
+        col.download_button(fmt.upper(), partial(_figure_file, str(folder), sig, exp, log_x, fmt, chart,
+                                                 study_report.figure_caption(exp), source),
+                            file_name=f"{study_report.FIGURES[exp][0]}.{fmt}", mime=mime, key=f"home_{fmt}_{exp}",
+                            on_click="ignore", icon=":material/download:",
+                            help=f"This figure as {fmt.upper()}, with its title, caption and data source in it")
 
 
 st.title("Deep-learning variants, several seeds, compared honestly")
@@ -79,6 +116,7 @@ for exp, title in FIGURES.items():
     if (chart := charts.figure_chart(part, exp, log_x=log_x, baselines=report.baseline_labels(base),
                                      flags=flags)) is not None:
         st.altair_chart(chart, width="content")
+        _figure_downloads(exp, chart, part, log_x)
     if base:
         st.caption(f"Dashed on the {label('epoch', score)} row: " + "; ".join(
             f"{k} {report.number(v, 3)}" for k, v in base.items()) + " (a model that learned nothing). "
@@ -110,4 +148,11 @@ st.caption("Generated from these runs, across seeds on one fixed test set: Welch
 folder = library.cached_runs_dir()
 lines = _reading(str(folder), library.folder_signature(folder), tables) or ["No finished runs to compare yet."]
 st.markdown("\n".join(f"- {line}" for line in lines))
+st.download_button("Download this study report (zip)",
+                   partial(_report_zip, str(folder), library.folder_signature(folder), log_x),
+                   file_name="study-report.zip", mime="application/zip", key="home_report_zip", on_click="ignore",
+                   icon=":material/download:",
+                   help="index.html with the figures, test tables, the course presets' tests, this reading and "
+                        "where the runs came from; the figures as PNG, SVG and PDF; the tables as CSV, Markdown "
+                        "and LaTeX. `python -m adlapp report --out DIR` writes the same (with your store's runs too).")
 st.page_link("pages/compare.py", label="Compare variants: the details", icon=":material/compare_arrows:")

@@ -71,7 +71,7 @@ def test_invalid_arguments_exit_nonzero_with_one_clear_line(tmp_path, args, need
 
 
 def test_every_command_has_help():
-    for cmd in ([], ["train"], ["runs"], ["cancel"], ["export"], ["import"], ["worker"], ["compare"]):
+    for cmd in ([], ["train"], ["runs"], ["cancel"], ["export"], ["import"], ["worker"], ["compare"], ["report"]):
         out = adlapp(*cmd, "--help")
         assert out.returncode == 0 and "usage:" in out.stdout
 
