@@ -11,6 +11,10 @@ Honesty rules the builders keep:
 - spreads are standard deviations with ddof=1 (pandas' default), min/max bands are the range of the seeds;
 - long curves are thinned to log- and linearly-spaced *actual* epochs (nothing is averaged away), plus
   every series' last epoch, so a 1000-epoch × many-run study stays a few hundred points per series;
+- smoothing (`ema`) is TensorBoard's debiased exponential moving average, applied to the mean over seeds (and
+  to each seed's own curve) over every recorded epoch; the raw mean stays drawn, faint, under the smoothed one,
+  and tooltips give both, so smoothing never hides a number;
+- zoom and pan act on the epoch axis only (drag, mouse wheel; double-click resets): the y scales are per panel;
 - `colours` is the one colour function: a registry variant has the same colour on every chart of every page
   (curves, the course figures, the Compare strip plot and curve test), any other series a stable colour.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -29,11 +34,11 @@ from adlapp import compare as cmp
 from adlapp import report
 from adlapp.config import VARIANTS, display_name
 from adlapp.health import Health
-from adlapp.metrics import METRICS, Metric, figure_metrics, label, metrics_for, test_metrics
+from adlapp.metrics import METRICS, Metric, by_row, figure_metrics, label, metrics_for, test_metrics
 from adlapp.store import RunTables
 
 __all__ = [
-    "PALETTE", "colours", "keep_epochs", "curve_frame", "curves_chart", "curves_spec", "figure_marker",
+    "PALETTE", "colours", "keep_epochs", "ema", "curve_frame", "curves_chart", "curves_spec", "figure_marker",
     "figure_chart",
     "matrix_chart", "strip_chart", "power_chart", "curve_test_chart", "spread_chart",
 ]
@@ -105,18 +110,46 @@ def keep_epochs(last: int, max_points: int = 120) -> np.ndarray:
     return np.unique(np.clip(np.rint(pts).astype(int), 1, last))
 
 
+def ema(values: pd.Series, weight: float) -> pd.Series:
+    """TensorBoard's scalar smoothing: the debiased exponential moving average of `values` in their order.
+
+    With w = `weight` in [0, 1): last_t = w * last_(t-1) + (1 - w) * x_t from last_0 = 0, shown as
+    last_t / (1 - w^t), t counting the finite values so far (the debiasing: without it the curve starts near 0).
+    That equals sum_i w^i x_(t-i) / sum_i w^i, which is pandas' ewm(alpha=1-w, adjust=True); non-finite values
+    (NaN, inf) are skipped by the average and passed through unchanged, as TensorBoard does. w = 0: the values.
+    """
+    if not 0 <= weight < 1:
+        raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
+    v = values.astype("float64")
+    if weight == 0:
+        return v
+    finite = np.isfinite(v)
+    smoothed = v.where(finite).ewm(alpha=1 - weight, adjust=True, ignore_na=True).mean()
+    return smoothed.where(finite, v)
+
+
+def _smoothed(frame: pd.DataFrame, by: list[str], column: str, weight: float) -> pd.Series:
+    """`ema` of `column` per group of `by`, over the epochs in order (`frame` sorted by by + epoch)."""
+    if not weight or frame.empty:
+        return frame[column].astype("float64")
+    return frame.groupby(by, sort=False)[column].transform(lambda v: ema(v, weight))
+
+
 def curve_frame(tables: RunTables, metrics: Sequence[str], max_points: int = 120,
-                complete_only: bool = False, seeds: bool = False) -> pd.DataFrame:
+                complete_only: bool = False, seeds: bool = False, smoothing: float = 0.0) -> pd.DataFrame:
     """Per series, metric and (kept) epoch: mean, sd (ddof=1), min, max and n over the seeds.
 
     `metrics` are per-epoch row names ("train_loss"). Columns: kind ("mean" | "seed"), series, variant, metric
-    (its label), name, epoch, mean, sd, lo, hi, sd_lo, sd_hi, n, n_seeds, seeds_note, all_seeds; with `seeds`
-    also one "seed" row per run and epoch (key, seed, value). Each seed of a series is one curve: its run that
-    got furthest. n counts the seeds with a finite value at that epoch; n_seeds the seeds in the series.
-    `complete_only` keeps only epochs every seed of the series has reached.
+    (its label), name, epoch, mean, smoothed, sd, lo, hi, sd_lo, sd_hi, n, n_seeds, seeds_note, all_seeds; with
+    `seeds` also one "seed" row per run and epoch (key, seed, value, smoothed). Each seed of a series is one
+    curve: its run that got furthest. n counts the seeds with a finite value at that epoch; n_seeds the seeds in
+    the series. `complete_only` keeps only epochs every seed of the series has reached.
+    `smoothing`: the `ema` weight, 0 (off) to < 1. `smoothed` is the EMA of the mean (of `value` on seed rows)
+    per series (run) and metric over every epoch drawn (all of them, before long curves are thinned, so a weight
+    means the same per epoch whatever the length); it equals the mean when smoothing is off. Bands stay raw.
     """
-    cols = ["kind", "series", "variant", "metric", "name", "epoch", "mean", "sd", "lo", "hi", "sd_lo", "sd_hi",
-            "n", "n_seeds", "seeds_note", "all_seeds", "key", "seed", "value"]
+    cols = ["kind", "series", "variant", "metric", "name", "epoch", "mean", "smoothed", "sd", "lo", "hi", "sd_lo",
+            "sd_hi", "n", "n_seeds", "seeds_note", "all_seeds", "key", "seed", "value"]
     lab = cmp.series_table(tables.runs)
     ep = tables.epochs
     if lab.empty or ep.empty:
@@ -129,19 +162,26 @@ def curve_frame(tables: RunTables, metrics: Sequence[str], max_points: int = 120
     ep = ep.astype({"epoch": "int64", "value": "float64"})
     last = ep.groupby("series")["epoch"].max()
     keep = set(keep_epochs(int(last.max()), max_points).tolist()) | set(int(e) for e in last)
-    ep = ep[ep["epoch"].isin(keep)]
+    if not smoothing:
+        ep = ep[ep["epoch"].isin(keep)]          # thin first: the live view pays this every poll
     agg = (ep.groupby(["series", "variant", "name", "epoch"])["value"]
            .agg(mean="mean", sd="std", lo="min", hi="max", n="count").reset_index())
     agg["n_seeds"] = agg["series"].map(lab.groupby("series")["key"].nunique()).astype("int64")
     agg = agg[agg["n"] > 0]
     if complete_only:
         agg = agg[agg["n"] == agg["n_seeds"]]
+    agg = agg.sort_values(["series", "name", "epoch"])
+    agg["smoothed"] = _smoothed(agg, ["series", "name"], "mean", smoothing)
+    agg = agg[agg["epoch"].isin(keep)]
     agg = agg.assign(kind="mean", sd_lo=agg["mean"] - agg["sd"], sd_hi=agg["mean"] + agg["sd"],
                      seeds_note=agg["n"].astype(str) + " of " + agg["n_seeds"].astype(str),
                      all_seeds=np.where(agg["n"] == agg["n_seeds"], _COMPLETE, _INCOMPLETE))
     parts = [_bridge(agg)]
     if seeds:
-        parts.append(ep.assign(kind="seed", seed=ep["seed"].astype("int64")))
+        runs = ep.sort_values(["key", "name", "epoch"])
+        runs = runs.assign(kind="seed", seed=runs["seed"].astype("int64"),
+                           smoothed=_smoothed(runs, ["key", "name"], "value", smoothing))
+        parts.append(runs[runs["epoch"].isin(keep)])
     out = pd.concat(parts, ignore_index=True).reindex(columns=cols)
     out["metric"] = [label("epoch", n) for n in out["name"]]
     return out.sort_values(["kind", "series", "name", "epoch"], ignore_index=True)
@@ -163,9 +203,13 @@ def _facet_header() -> alt.Header:
                       labelExpr="split(datum.value, '\\n')")
 
 
-def _layers(sel: alt.Parameter, x: alt.X, color: alt.Color, band: str, seeds: bool) -> list[alt.Chart]:
+def _layers(sel: alt.Parameter, x: alt.X, color: alt.Color, band: str, seeds: bool,
+            smoothing: float = 0.0, dash_legend: str = "bottom") -> list[alt.Chart]:
     base = alt.Chart().encode(x=x, color=color)
     mean = base.transform_filter(alt.datum.kind == "mean")
+    line_y = "smoothed" if smoothing else "mean"
+    smooth_tip = ([alt.Tooltip("smoothed:Q", title=f"smoothed (EMA {smoothing:g})", format=".4g")]
+                  if smoothing else [])
     layers: list[alt.Chart] = []
     if band in ("minmax", "sd"):
         lo, hi = ("lo", "hi") if band == "minmax" else ("sd_lo", "sd_hi")
@@ -175,23 +219,60 @@ def _layers(sel: alt.Parameter, x: alt.X, color: alt.Color, band: str, seeds: bo
             opacity=alt.when(sel).then(alt.value(0.22)).otherwise(alt.value(0.03))))
     if seeds:
         layers.append(base.transform_filter(alt.datum.kind == "seed").mark_line(strokeWidth=0.8).encode(
-            y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)), detail="key:N",
+            y=alt.Y(f"{line_y}:Q", title=None, scale=alt.Scale(zero=False)), detail="key:N",
             opacity=alt.when(sel).then(alt.value(0.5)).otherwise(alt.value(0.05)),
             tooltip=[alt.Tooltip("series:N", title="variant"), alt.Tooltip("seed:Q"),
-                     alt.Tooltip("epoch:Q"), alt.Tooltip("value:Q", format=".4f")]))
+                     alt.Tooltip("epoch:Q"), alt.Tooltip("value:Q", title="value (raw)", format=".4g"),
+                     *smooth_tip]))
+    if smoothing:      # the raw mean stays visible, faint, under its smoothed line (TensorBoard's habit)
+        layers.append(mean.mark_line(strokeWidth=1).encode(
+            y=alt.Y("mean:Q", title=None, scale=alt.Scale(zero=False)), detail="all_seeds:N",
+            opacity=alt.when(sel).then(alt.value(0.3)).otherwise(alt.value(0.05))))
     layers.append(mean.mark_line(strokeWidth=2).encode(
-        y=alt.Y("mean:Q", title=None, scale=alt.Scale(zero=False)),
-        strokeDash=alt.StrokeDash("all_seeds:N", title="mean over",
+        y=alt.Y(f"{line_y}:Q", title=None, scale=alt.Scale(zero=False)),
+        strokeDash=alt.StrokeDash("all_seeds:N", title="mean over", legend=alt.Legend(orient=dash_legend),
                                   scale=alt.Scale(domain=[_COMPLETE, _INCOMPLETE], range=[[1, 0], [5, 3]])),
         opacity=alt.when(sel).then(alt.value(1.0)).otherwise(alt.value(0.15))))
     # Invisible points carry the tooltip: a line's own tooltip shows one arbitrary point of the path.
     layers.append(mean.mark_circle(size=40, opacity=0).encode(
-        y=alt.Y("mean:Q", title=None),
+        y=alt.Y(f"{line_y}:Q", title=None),
         tooltip=[alt.Tooltip("series:N", title="variant"), alt.Tooltip("metric:N"), alt.Tooltip("epoch:Q"),
-                 alt.Tooltip("mean:Q", format=".4f"), alt.Tooltip("sd:Q", title="sd (ddof=1)", format=".4f"),
-                 alt.Tooltip("lo:Q", title="min", format=".4f"), alt.Tooltip("hi:Q", title="max", format=".4f"),
+                 alt.Tooltip("mean:Q", title="mean (raw)" if smoothing else "mean", format=".4g"), *smooth_tip,
+                 alt.Tooltip("sd:Q", title="sd (ddof=1)", format=".4g"),
+                 alt.Tooltip("lo:Q", title="min", format=".4g"), alt.Tooltip("hi:Q", title="max", format=".4g"),
                  alt.Tooltip("seeds_note:N", title="n seeds")]))
     return layers
+
+
+def _zoom() -> alt.Parameter:
+    """Zoom (mouse wheel) and pan (drag) on the epoch axis, double-click to reset: scales bound to an interval.
+    x only: the y scales are per panel (independent), and a bound y would force one y range on all of them."""
+    return alt.selection_interval(bind="scales", encodings=["x"], name="zoom")
+
+
+def _is_loss(name: str) -> bool:
+    """A loss row (lower is better, positive): the panels a log-y axis is offered for."""
+    m = by_row("epoch", name)
+    return (not m.higher_is_better) if m is not None else name.endswith("loss")
+
+
+def _log_y(layers: list[alt.Chart]) -> list[alt.Chart]:
+    """Copies of `layers` with a log y scale on every layer (one scale per panel: all layers must agree).
+    A value <= 0 (e.g. mean − sd below zero) has no place on it and is left out by Vega."""
+    out = []
+    for layer in layers:
+        layer = layer.copy(deep=True)
+        layer.encoding.y["scale"] = alt.Scale(type="log")
+        out.append(layer)
+    return out
+
+
+def _quiet_concat(make):
+    """Build a concatenation of views that each carry the same `pick`/`zoom` params: Altair merges them into one
+    (which is the point: one legend highlight and one zoom for all) and says so in a warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Automatically deduplicated selection parameter")
+        return make()
 
 
 def _x(log_x: bool) -> alt.X:
@@ -217,35 +298,61 @@ def _metric_order(frame: pd.DataFrame) -> list[str]:
 
 
 def curves_chart(frame: pd.DataFrame, log_x: bool = True, band: str = "minmax", seeds: bool = False,
-                 columns: int = 3, width: int = 210, height: int = 200) -> alt.FacetChart | None:
+                 columns: int = 3, width: int = 210, height: int = 200, smoothing: float = 0.0,
+                 log_y: bool = False) -> alt.FacetChart | alt.ConcatChart | None:
     """One panel per metric, one colour per series: mean line over seeds plus a band.
 
-    `frame` comes from `curve_frame`. band: "minmax" (range of the seeds), "sd" (mean ± 1 sd, ddof=1) or
-    "none". The x (epoch) scale is shared by all panels; y is per panel. Clicking a legend entry highlights
-    that series. Returns None when there is nothing to draw.
+    `frame` comes from `curve_frame` (with the same `smoothing`). band: "minmax" (range of the seeds), "sd"
+    (mean ± 1 sd, ddof=1) or "none". smoothing > 0 draws the `smoothed` column as the mean line and keeps the
+    raw mean faint under it. The x (epoch) scale is shared by all panels, zoomable (wheel, drag; double-click
+    resets); y is per panel. log_y puts the loss panels on a log y axis (the score panels stay linear), as a
+    concatenation of a loss facet and a score facet. Clicking a legend entry highlights that series. At most
+    `columns` panels a row (then they wrap). Returns None when there is nothing to draw.
     """
     if frame.empty:
         return None
     domain, rng = colours(_series_frame(frame[frame["kind"] == "mean"]))
     metrics = tuple(label("epoch", m) for m in _metric_order(frame))
-    return _curves(frame, tuple(domain), tuple(rng), metrics, log_x, band, seeds, columns, width, height)
+    losses = tuple(label("epoch", m) for m in _metric_order(frame) if _is_loss(m))
+    return _curves(frame, tuple(domain), tuple(rng), metrics, log_x, band, seeds, columns, width, height,
+                   float(smoothing), losses if log_y else ())
 
 
 def _curves(frame: pd.DataFrame, domain: tuple[str, ...], rng: tuple[str, ...], metrics: tuple[str, ...],
-            log_x: bool, band: str, seeds: bool, columns: int, width: int, height: int) -> alt.FacetChart:
+            log_x: bool, band: str, seeds: bool, columns: int, width: int, height: int, smoothing: float = 0.0,
+            log_panels: tuple[str, ...] = ()) -> alt.FacetChart | alt.ConcatChart:
     sel = alt.selection_point(fields=["series"], bind="legend", name="pick")
-    color = alt.Color("series:N", title="variant (click to highlight)",
+    zoom = _zoom()
+    # one panel a row (a narrow page): the legend's title on two lines, so the legends fit under the panel
+    color = alt.Color("series:N", title=["variant", "(click to highlight)"] if columns == 1
+                      else "variant (click to highlight)",
                       scale=alt.Scale(domain=list(domain), range=list(rng)),
                       legend=alt.Legend(labelLimit=400, titleLimit=400, symbolStrokeWidth=3, symbolOpacity=1,
-                                        orient="bottom"))      # below the panels: three fit a laptop-wide page
-    layers = _layers(sel, _x(log_x), color, band, seeds)
-    if label("epoch", "val_loss") in metrics:
-        layers.append(_val_loss_min_layer(sel, _x(log_x), color))
-    layered = alt.layer(*layers, data=frame).add_params(sel)
-    return (layered.properties(width=width, height=height)
-            .facet(facet=alt.Facet("metric:N", sort=list(metrics), title=None, header=_facet_header()),
-                   columns=columns)
-            .resolve_scale(y="independent"))
+                                        orient="bottom", **({"columns": 1} if columns == 1 else {})))
+
+    def facet(panels: tuple[str, ...], log: bool, cols: int) -> alt.FacetChart:
+        # one panel a row: the two legends one above, one below (side by side they are wider than the panel)
+        layers = _layers(sel, _x(log_x), color, band, seeds, smoothing, "top" if columns == 1 else "bottom")
+        if label("epoch", "val_loss") in panels:
+            layers.append(_val_loss_min_layer(sel, _x(log_x), color))
+        layered = alt.layer(*(_log_y(layers) if log else layers), data=frame).add_params(sel, zoom)
+        return (layered.properties(width=width, height=height)
+                .facet(facet=alt.Facet("metric:N", sort=list(panels), title=None, header=_facet_header()),
+                       columns=cols)
+                .resolve_scale(y="independent"))
+
+    logged = tuple(m for m in metrics if m in log_panels)
+    if not logged:
+        return facet(metrics, False, columns)
+    linear = tuple(m for m in metrics if m not in log_panels)
+    parts = [facet(logged, True, min(columns, len(logged))).transform_filter(
+        alt.FieldOneOfPredicate(field="metric", oneOf=list(logged)))]
+    if linear:
+        parts.append(facet(linear, False, min(columns, len(linear))).transform_filter(
+            alt.FieldOneOfPredicate(field="metric", oneOf=list(linear))))
+    # side by side while all panels fit in `columns`, else one part under the other (each wrapping itself)
+    wrap = 1 if len(metrics) > columns else len(parts)
+    return _quiet_concat(lambda: alt.concat(*parts, columns=wrap).resolve_scale(y="independent", x="shared"))
 
 
 def _val_loss_min_layer(sel: alt.Parameter, x: alt.X, color: alt.Color) -> alt.Chart:
@@ -273,27 +380,36 @@ def _val_loss_min_layer(sel: alt.Parameter, x: alt.X, color: alt.Color) -> alt.C
 
 
 def curves_spec(frame: pd.DataFrame, log_x: bool = True, band: str = "minmax", seeds: bool = False,
-                columns: int = 3, width: int = 210, height: int = 200) -> dict | None:
+                columns: int = 3, width: int = 210, height: int = 200, smoothing: float = 0.0,
+                log_y: bool = False) -> dict | None:
     """`curves_chart` as a Vega-Lite dict *without data*, for `st.vega_lite_chart(frame, spec)`.
 
     Building an Altair chart and serialising it costs ~60 ms, which a live view would pay every second; the
     spec depends only on the series, metrics and options, so it is built once per combination and cached,
     and each poll sends only the new data. Returns None when there is nothing to draw.
+    Widths are pixels: Vega-Lite has no "container" width for a facet or a concatenation (Streamlit ignores its
+    container width for facets too), so `columns` and `width` are what makes it fit.
     """
     if frame.empty:
         return None
     domain, rng = colours(_series_frame(frame[frame["kind"] == "mean"]))
     metrics = tuple(label("epoch", m) for m in _metric_order(frame))
-    return json.loads(_spec_json(tuple(domain), tuple(rng), metrics, log_x, band, seeds, columns, width, height))
+    losses = tuple(label("epoch", m) for m in _metric_order(frame) if _is_loss(m)) if log_y else ()
+    return json.loads(_spec_json(tuple(domain), tuple(rng), metrics, log_x, band, seeds, columns, width, height,
+                                 float(smoothing), losses))
 
 
 @lru_cache(maxsize=64)
 def _spec_json(domain: tuple[str, ...], rng: tuple[str, ...], metrics: tuple[str, ...], log_x: bool, band: str,
-               seeds: bool, columns: int, width: int, height: int) -> str:
+               seeds: bool, columns: int, width: int, height: int, smoothing: float = 0.0,
+               log_panels: tuple[str, ...] = ()) -> str:
     empty = pd.DataFrame(columns=["kind", "series", "metric", "epoch"])
-    spec = _curves(empty, domain, rng, metrics, log_x, band, seeds, columns, width, height).to_dict()
+    spec = _curves(empty, domain, rng, metrics, log_x, band, seeds, columns, width, height, smoothing,
+                   log_panels).to_dict()
     spec.pop("data", None)
     spec.pop("datasets", None)
+    for part in spec.get("concat", []):
+        part.pop("data", None)
     return json.dumps(spec)
 
 
@@ -307,7 +423,8 @@ def figure_marker(experiment: str) -> Metric:
 
 def figure_chart(tables: RunTables, experiment: str, log_x: bool = True, max_points: int = 120,
                  width: int | None = None, height: int = 150, baselines: dict[str, float] | None = None,
-                 flags: dict[str, Health] | None = None) -> alt.FacetChart | None:
+                 flags: dict[str, Health] | None = None, smoothing: float = 0.0, log_y: bool = False,
+                 shared_y: bool = False, columns: int | None = None) -> alt.FacetChart | alt.VConcatChart | None:
     """The course report's Figure 1 (CNN) / Figure 2 (U-Net), reborn: one column per series, rows training
     loss and validation accuracy (F1 for U-Net), min/max band over the seeds around the mean, log-x epochs
     shared per column, and each column headed by its final test metrics as mean ± sd (n seeds).
@@ -321,9 +438,16 @@ def figure_chart(tables: RunTables, experiment: str, log_x: bool = True, max_poi
     flags: run key -> `health.Health`; each flagged run (`Health.flagged`) of these tables gets a red cross
     on the second row in its series' column, at its own value of that row's metric at `Health.epoch` (the
     nearest epoch it has a value at, when it has none there), its tooltip "seed S: <reason> at epoch E — detail".
+
+    smoothing: `ema` weight of the mean lines (0 = off; the raw mean stays, faint). The epoch axis zooms and
+    pans (wheel, drag; double-click resets). width: pixels per panel (default: what fits ~950 px).
+    With none of the next three the figure is one facet (rows metric, columns variant, y per panel); with any of
+    them it is one facet per row, stacked, each wrapping after `columns` variants:
+    log_y: the loss row on a log y axis (the score row stays linear); shared_y: one y scale across the columns
+    of a row (rows keep their own); columns: variants per line (fewer than the variants: the row wraps).
     """
     rows = figure_metrics(experiment)
-    frame = curve_frame(tables, rows, max_points=max_points)
+    frame = curve_frame(tables, rows, max_points=max_points, smoothing=smoothing)
     if frame.empty:
         return None
     summary = cmp.test_summary(tables, test_metrics(experiment))
@@ -343,18 +467,35 @@ def figure_chart(tables: RunTables, experiment: str, log_x: bool = True, max_poi
     x = _x(log_x)
     x["scale"] = x["scale"].copy()
     x["scale"]["padding"] = 6                                     # a test marker at the last epoch shows whole
-    layers = [*_layers(sel, x, color, "minmax", False), *_test_layers(x, color)]
+    layers = [*_layers(sel, x, color, "minmax", False, smoothing), *_test_layers(x, color)]
     if len(extra[0]):
         layers += _baseline_layers(width)
     if len(extra[1]):
         layers.append(_flag_layer(x))
-    layered = alt.layer(*layers, data=frame).add_params(sel)
-    return (layered.properties(width=width, height=height)
-            .facet(row=alt.Row("metric:N", sort=[label("epoch", m) for m in rows], title=None,
-                               header=_facet_header()),
-                   column=alt.Column("panel:N", sort=panels, title=None, header=_facet_header()))
-            .resolve_scale(y="independent")
-            .configure_legend(orient="bottom"))                   # not beside the columns: keeps the width
+    zoom = _zoom()
+    if not (log_y or shared_y or columns):
+        layered = alt.layer(*layers, data=frame).add_params(sel, zoom)
+        return (layered.properties(width=width, height=height)
+                .facet(row=alt.Row("metric:N", sort=[label("epoch", m) for m in rows], title=None,
+                                   header=_facet_header()),
+                       column=alt.Column("panel:N", sort=panels, title=None, header=_facet_header()))
+                .resolve_scale(y="independent")
+                .configure_legend(orient="bottom"))               # not beside the columns: keeps the width
+    per_line = min(columns or len(panels), len(panels))
+    parts = []
+    for i, row in enumerate(rows):
+        name = label("epoch", row)
+        mine = _log_y(layers) if log_y and _is_loss(row) else layers
+        # the heads repeat under a wrapped row (a line of panels without heads is unreadable); else once, on top
+        head = _facet_header() if i == 0 or per_line < len(panels) else alt.Header(labels=False)
+        parts.append(alt.layer(*mine, data=frame).add_params(sel, zoom).properties(width=width, height=height)
+                     .facet(facet=alt.Facet("panel:N", sort=panels, title=name + (" (log scale)" if mine is not layers
+                                                                                    else ""),
+                                            header=head), columns=per_line)
+                     .transform_filter(alt.datum.metric == name)
+                     .resolve_scale(y="shared" if shared_y else "independent"))
+    return _quiet_concat(lambda: alt.vconcat(*parts).resolve_scale(y="independent", x="shared")
+                         .configure_legend(orient="bottom"))
 
 
 def _baseline_rows(baselines: dict[str, float] | None, order: pd.DataFrame, heads: dict[str, str],

@@ -46,9 +46,17 @@ _leave_legacy_pages_mode()     # runs once per process, on the first import (fro
 
 # Choices survive page switches and a browser reload (kept in the URL).
 KEEP = {"persist_state": "session", "bind": "query-params"}
+# charts.curves_spec sizes, in pixels. Vega-Lite facets have no "container" width, so each metric is its own
+# chart in its own st.columns column: three side by side in the ~820 px main column of a 1280 px screen, one
+# under the other where Streamlit stacks columns (screens under 640 px, e.g. a 400 px phone).
+CURVES_SIZE = {"columns": 1, "width": 190, "height": 170}
 POLL_S = 1.0          # live view refresh: one cheap incremental query per tick, so ≤ ~1-2 s behind
 BANDS = {"min/max over seeds": "minmax", "mean ± 1 sd (ddof=1)": "sd", "no band": "none"}
 WHERE = report.PLACE_WORDS                        # planning.PLACES, in the page's words
+SMOOTH_HELP = ("TensorBoard's smoothing: an exponential moving average of the mean over seeds (and of each seed), "
+               "debiased so the start is not pulled towards 0. 0 is off; the raw mean stays drawn, faint. Hover a "
+               "point for the raw and the smoothed value. Drag or scroll a panel to pan or zoom the epochs; "
+               "double-click resets.")
 DEFAULT_SEEDS = "3"   # the seed box's default when nothing is cached: seeds 0, 1, 2
 SEEDS_LABEL = "seeds: how many (3 means seeds 0, 1, 2) or which ones (0,5,7 or 0-4)"
 SEEDS_HELP = ("One number alone is a **count**: 3 trains seeds 0, 1 and 2 (so 1 is seed 0, and 0 is not "
@@ -103,12 +111,19 @@ def cached() -> library.CachedRuns:
 
 
 def chart_options(prefix: str) -> dict:
-    c1, c2, c3, c4 = st.columns(4)
+    """The curve options, keyed by the page prefix and kept in the URL. smoothing: TensorBoard's debiased EMA
+    weight (charts.ema; 0 = off, the raw mean stays faint under the smoothed line); log_y: loss panels only."""
+    c1, c2, c3 = st.columns(3)
+    c4, c5, c6 = st.columns(3)
     return {"log_x": c1.checkbox("log-scale epochs", value=True, key=f"{prefix}_log_x", **KEEP),
             "band": BANDS[c2.selectbox("band", list(BANDS), key=f"{prefix}_band", **KEEP)],
             "seeds": c3.checkbox("show every seed", value=False, key=f"{prefix}_show_seeds", **KEEP),
             "complete_only": c4.checkbox("only epochs all seeds reached", value=False, key=f"{prefix}_complete",
-                                         **KEEP)}
+                                         **KEEP),
+            "smoothing": c5.slider("smoothing (EMA)", 0.0, 0.99, value=0.0, step=0.01, key=f"{prefix}_smooth",
+                                   help=SMOOTH_HELP, **KEEP),
+            "log_y": c6.checkbox("log-scale loss", value=False, key=f"{prefix}_log_y",
+                                 help="A log y axis on the loss panels; the score panels stay linear.", **KEEP)}
 
 
 def default_seeds(experiment: str) -> str:
@@ -273,13 +288,20 @@ def show_progress(prog: pd.DataFrame, limit: int = 12) -> None:
 
 
 def render_results(prefix: str, experiment: str, tables: RunTables, opts: dict) -> None:
+    smoothing = float(opts.get("smoothing", 0.0))
     frame = charts.curve_frame(tables, metrics.curve_metrics(experiment), seeds=opts["seeds"],
-                               complete_only=opts["complete_only"])
-    spec = charts.curves_spec(frame, log_x=opts["log_x"], band=opts["band"], seeds=opts["seeds"])
-    if spec is None:
+                               complete_only=opts["complete_only"], smoothing=smoothing)
+    if frame.empty:
         st.info("No epochs recorded yet for these runs.")
         return
-    st.vega_lite_chart(frame, spec, width="content")     # cached spec + fresh data: cheap every poll
+    shown = set(frame["metric"])
+    panels = [p for p in (metrics.label("epoch", m) for m in metrics.curve_metrics(experiment)) if p in shown]
+    for column, panel in zip(st.columns(len(panels)), panels, strict=True):
+        spec = charts.curves_spec(frame[frame["metric"] == panel], log_x=opts["log_x"], band=opts["band"],
+                                  seeds=opts["seeds"], smoothing=smoothing, log_y=bool(opts.get("log_y", False)),
+                                  **CURVES_SIZE)
+        spec["transform"] = [{"filter": {"field": "metric", "equal": panel}}, *spec.get("transform", [])]
+        column.vega_lite_chart(frame, spec, width="content")   # cached spec + fresh data: cheap every poll
     for note in report.seed_progress_notes(tables):
         st.caption(note)
     errors = tables.runs[tables.runs["status"].isin(ERROR_STATUSES) & tables.runs["error"].notna()]

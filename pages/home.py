@@ -35,10 +35,10 @@ def _sources(folder: str, signature: tuple) -> study_report.Provenance:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _figure_file(folder: str, signature: tuple, exp: str, log_x: bool, fmt: str, _chart, caption: str,
+def _figure_file(folder: str, signature: tuple, exp: str, view: tuple, fmt: str, _chart, caption: str,
                  source: str) -> bytes:
-    """The figure as shown, rendered offline with its title, caption and source (vl-convert, ~0.3-1 s): on the
-    first click only."""
+    """The figure as shown (`view`: the display options it was drawn with, part of the cache key), rendered
+    offline with its title, caption and source (vl-convert, ~0.3-1 s): on the first click only."""
     return exports.render(_chart, FIGURES[exp], caption, source, formats=(fmt,))[fmt]
 
 
@@ -49,13 +49,13 @@ def _report_zip(folder: str, signature: tuple, log_x: bool) -> bytes:
     return study_report.report_zip(tables, replace(prov, command="the app's Home page (download)"), log_x=log_x)
 
 
-def _figure_downloads(exp: str, chart, part, log_x: bool) -> None:
+def _figure_downloads(exp: str, chart, part, view: tuple) -> None:
     folder = library.cached_runs_dir()
     sig = library.folder_signature(folder)
     source = study_report.source_line(part, exp, _sources(str(folder), sig))
     cols = st.columns([1, 1, 8])
     for col, (fmt, mime) in zip(cols, {"png": "image/png", "svg": "image/svg+xml"}.items(), strict=False):
-        col.download_button(fmt.upper(), partial(_figure_file, str(folder), sig, exp, log_x, fmt, chart,
+        col.download_button(fmt.upper(), partial(_figure_file, str(folder), sig, exp, view, fmt, chart,
                                                  study_report.figure_caption(exp), source),
                             file_name=f"{study_report.FIGURES[exp][0]}.{fmt}", mime=mime, key=f"home_{fmt}_{exp}",
                             on_click="ignore", icon=":material/download:",
@@ -99,7 +99,12 @@ if not tables.tests["name"].isin([m for exp in ("cnn", "unet") for m in best_met
     st.caption("Not recorded in these runs: the test scores at the best-validation epoch (the weights with the "
                "lowest validation loss). The shipped runs predate them; runs trained now record them, and the "
                "scores here are all at the last epoch of each budget.")
-log_x = st.checkbox("log-scale epochs", value=True, key="home_log_x", **ui.KEEP)
+c1, c2, c3, c4 = st.columns(4)
+log_x = c1.checkbox("log-scale epochs", value=True, key="home_log_x", **ui.KEEP)
+log_y = c2.checkbox("log-scale loss", value=False, key="home_log_y", **ui.KEEP)
+shared_y = c3.checkbox("same y scale across variants", value=False, key="home_shared_y", **ui.KEEP)
+smooth = c4.slider("smoothing (EMA)", 0.0, 0.99, value=0.0, step=0.01, key="home_smooth", help=ui.SMOOTH_HELP,
+                   **ui.KEEP)
 for exp, title in FIGURES.items():
     part = tables.select(set(tables.runs.loc[tables.runs["experiment"] == exp, "key"]))
     if part.runs.empty:
@@ -114,9 +119,9 @@ for exp, title in FIGURES.items():
                f"{label('epoch', figure_metrics(exp)[1])} row: {charts.figure_marker(exp).label} after each "
                "epoch the test split was scored at, mean ± sd (error bar); hover for n.")
     if (chart := charts.figure_chart(part, exp, log_x=log_x, baselines=report.baseline_labels(base),
-                                     flags=flags)) is not None:
+                                     flags=flags, smoothing=smooth, log_y=log_y, shared_y=shared_y)) is not None:
         st.altair_chart(chart, width="content")
-        _figure_downloads(exp, chart, part, log_x)
+        _figure_downloads(exp, chart, part, (log_x, log_y, shared_y, smooth))
     if base:
         st.caption(f"Dashed on the {label('epoch', score)} row: " + "; ".join(
             f"{k} {report.number(v, 3)}" for k, v in base.items()) + " (a model that learned nothing). "

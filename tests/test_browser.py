@@ -689,3 +689,41 @@ def test_walk_train_reload_import_cancel_compare(browser_tools, server, course_b
         assert "Traceback" not in log, log[-3000:]
     _save_timings(timings)
     print("\nwalk timings:", json.dumps(timings, indent=2))
+
+
+# -- the live curves fit the page on a laptop and on a phone ----------------------------------------------------
+FIT_VIEWPORTS = (1280, 400)
+FIT_QUERY = "cnn_seeds=2&cnn_epochs=2&cnn_train_per_class=1"      # conftest's tiny(): the course_bundles runs
+_CHART_WIDTHS = """() => [...document.querySelectorAll('.vega-embed')].map(e => {
+    const parent = e.parentElement, fig = e.querySelector('svg, canvas') || e;
+    const col = e.closest('[data-testid="stVerticalBlock"]') || parent;
+    return {embed: Math.round(e.getBoundingClientRect().width), embed_scroll: e.scrollWidth,
+            figure: Math.round(fig.getBoundingClientRect().width), parent: parent.clientWidth,
+            column: Math.round(col.getBoundingClientRect().width),
+            past_column: Math.round(fig.getBoundingClientRect().right - col.getBoundingClientRect().right)}; })"""
+
+
+def test_curves_fit_their_container_at_1280_and_400_px(browser_tools, server):
+    """The CNN page's live curves (the course bundles' runs, nothing trained) at a 1280 px and a 400 px wide
+    viewport: no chart, its drawing (svg/canvas) included, is wider than the element Streamlit puts it in or than
+    the main column, so no panel or legend needs a sideways scroll. Widths go to browser_timings.json."""
+    url, _, t0, log_path = server
+    timings: dict = {}
+    with _browser_page(browser_tools, log_path, "browser_fit_failure.png") as page:
+        for width in FIT_VIEWPORTS:
+            page.set_viewport_size({"width": width, "height": 900})
+            page.goto(f"{url}/cnn?{FIT_QUERY}")
+            page.get_by_role("heading", name=CNN_HEADING).wait_for()
+            page.locator(CHART).first.wait_for(state="visible")
+            _settle(page)
+            page.wait_for_timeout(300)                 # vega-embed lays out after the element appears
+            _no_exception(page, f"CNN at {width} px")
+            timings[f"fit_cnn_{width}px"] = sizes = page.evaluate(_CHART_WIDTHS)
+            _screenshot(page, f"browser_fit_cnn_{width}px.png")
+            assert sizes, "no chart drawn"
+            for s in sizes:
+                assert s["figure"] <= s["parent"] + 1 and s["embed_scroll"] <= s["parent"] + 1, (width, s)
+                assert s["past_column"] <= 1, (width, s)
+    timings["fit_end_s"] = round(time.perf_counter() - t0, 2)
+    _save_timings(timings)
+    print("\nfit widths:", json.dumps(timings, indent=2))

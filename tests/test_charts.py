@@ -450,3 +450,116 @@ def test_spread_chart_draws_the_table_with_the_series_colours():
     many = replace(spread, table=pd.concat([table.assign(epoch=table["epoch"] + k) for k in range(3)]))
     assert charts.spread_chart(many).to_dict()["encoding"]["x"]["type"] == "quantitative"   # 6 epochs
     assert charts.spread_chart(replace(spread, table=table.iloc[:0])) is None
+
+
+# -- smoothing, log y, shared y, zoom, wrapping ----------------------------------------------------------------
+def tensorboard_ema(values: list[float], weight: float) -> np.ndarray:
+    """TensorBoard's scalar smoothing, written out as its loop: debiased EMA, non-finite values passed through."""
+    last, n, out = 0.0, 0, []
+    for v in values:
+        if not np.isfinite(v):
+            out.append(v)
+            continue
+        last = last * weight + (1 - weight) * v
+        n += 1
+        out.append(last / (1 - weight ** n))
+    return np.array(out)
+
+
+def test_ema_is_tensorboards_debiased_ema_per_series_and_metric():
+    raw = [4.0, 1.0, 3.0, math.nan, 0.5, 2.0, 0.25]
+    for w in (0.0, 0.6, 0.9, 0.99):
+        np.testing.assert_allclose(charts.ema(pd.Series(raw), w), tensorboard_ema(raw, w), rtol=1e-12)
+    assert charts.ema(pd.Series([5.0, 1.0]), 0.5).iloc[0] == 5.0          # debiased: starts at the value, not 0
+    with pytest.raises(ValueError):
+        charts.ema(pd.Series(raw), 1.0)
+    adam, sgd = [2.0, 1.0, 1.5, 0.4, 0.6], [3.0, 2.5, 2.9, 1.0, 1.2]
+    t = tables({("cnn/adam", 0): adam, ("cnn/adam", 1): [a + 0.2 for a in adam], ("cnn/sgd", 0): sgd})
+    f = charts.curve_frame(t, ["train_loss"], smoothing=0.6, seeds=True)
+    means = f[f["kind"] == "mean"].set_index(["series", "epoch"])
+    np.testing.assert_allclose(means.loc["Adam", "smoothed"], tensorboard_ema([a + 0.1 for a in adam], 0.6))
+    np.testing.assert_allclose(means.loc["SGD", "smoothed"], tensorboard_ema(sgd, 0.6))
+    np.testing.assert_allclose(means.loc["Adam", "mean"], [a + 0.1 for a in adam])     # the raw mean is kept
+    seed1 = f[(f["kind"] == "seed") & (f["series"] == "Adam") & (f["seed"] == 1)]
+    np.testing.assert_allclose(seed1["smoothed"], tensorboard_ema([a + 0.2 for a in adam], 0.6))
+    off = charts.curve_frame(t, ["train_loss"])
+    assert (off["smoothed"] == off["mean"]).all()                              # 0 = off
+
+
+def test_smoothing_draws_the_smoothed_mean_over_the_faint_raw_mean_with_both_in_the_tooltip():
+    t = tables({("cnn/adam", 0): [2.0, 1.0, 1.5], ("cnn/sgd", 0): [3.0, 2.0, 2.5]})
+    spec = charts.curves_spec(charts.curve_frame(t, ["train_loss"], smoothing=0.8), smoothing=0.8)
+    layers = spec["spec"]["layer"]
+    assert [layer["mark"]["type"] for layer in layers] == ["area", "line", "line", "circle"]
+    raw, smooth, tip = layers[1:]
+    assert raw["encoding"]["y"]["field"] == "mean" and raw["mark"]["strokeWidth"] == 1
+    assert raw["encoding"]["opacity"]["condition"][0]["value"] < 0.5                     # faint
+    assert smooth["encoding"]["y"]["field"] == "smoothed" and tip["encoding"]["y"]["field"] == "smoothed"
+    tips = {t.get("title", t["field"]): t for t in tip["encoding"]["tooltip"]}
+    assert tips["mean (raw)"]["format"] == ".4g" and tips["smoothed (EMA 0.8)"]["format"] == ".4g"
+    plain = charts.curves_spec(charts.curve_frame(t, ["train_loss"]))
+    assert [layer["mark"]["type"] for layer in plain["spec"]["layer"]] == ["area", "line", "circle"]
+
+
+def curves_three_panels() -> RunTables:
+    t = tables({("cnn/adam", 0): [2.0, 1.0, 0.5], ("cnn/sgd", 0): [3.0, 2.0, 1.0]})
+    return RunTables(t.runs, pd.concat([t.epochs, t.epochs.assign(name="val_loss"),
+                                        t.epochs.assign(name="val_acc", value=0.1)]), t.tests)
+
+
+def y_types(part: dict) -> set[str]:
+    return {layer["encoding"]["y"].get("scale", {}).get("type", "linear") for layer in part["spec"]["layer"]}
+
+
+def test_log_y_only_on_the_loss_panels():
+    frame = charts.curve_frame(curves_three_panels(), ["train_loss", "val_loss", "val_acc"])
+    spec = charts.curves_spec(frame, log_y=True)
+    loss, score = spec["concat"]
+    assert loss["facet"]["sort"] == ["training loss", "validation loss"] and y_types(loss) == {"log"}
+    assert score["facet"]["sort"] == ["validation accuracy"] and y_types(score) == {"linear"}
+    assert loss["transform"][0]["filter"]["oneOf"] == loss["facet"]["sort"]
+    assert spec["resolve"]["scale"]["y"] == "independent" and spec["columns"] == 2        # side by side
+    assert [p["name"] for p in spec["params"]] == ["pick", "zoom"]                        # one of each
+    assert y_types(charts.curves_spec(frame)) == {"linear"}
+    narrow = charts.curves_spec(frame, log_y=True, columns=1)
+    assert narrow["columns"] == 1 and narrow["concat"][0]["columns"] == 1
+    fig = figure_tables()
+    loss_row, score_row = spec_of(charts.figure_chart(fig, "cnn", log_y=True))["vconcat"]
+    assert y_types(loss_row) == {"log"} and y_types(score_row) == {"linear"}
+    assert loss_row["facet"]["title"] == "training loss (log scale)"
+
+
+def figure_tables() -> RunTables:
+    curves = {(v, s): [0.3, 0.2, 0.1] for v in ("cnn/bn-adam", "cnn/adam", "cnn/sgd") for s in (0, 1)}
+    t = tables(curves, tests={k: 0.5 for k in curves})
+    return RunTables(t.runs, pd.concat([t.epochs, t.epochs.assign(name="val_acc")]), t.tests)
+
+
+def test_figure_shared_y_across_columns_and_wrapping_columns():
+    t = figure_tables()
+    default = spec_of(charts.figure_chart(t, "cnn"))
+    assert default["resolve"]["scale"]["y"] == "independent" and "row" in default["facet"]      # as before
+    spec = spec_of(charts.figure_chart(t, "cnn", shared_y=True))
+    rows = spec["vconcat"]
+    assert [r["transform"][0]["filter"] for r in rows] == ["(datum.metric === 'training loss')",
+                                                          "(datum.metric === 'validation accuracy')"]
+    assert all(r["resolve"]["scale"]["y"] == "shared" for r in rows)                 # across the columns
+    assert spec["resolve"]["scale"]["y"] == "independent"                            # not across the rows
+    assert all(r["columns"] == 3 for r in rows)                                      # one line of variants
+    wrapped = spec_of(charts.figure_chart(t, "cnn", columns=2, width=150))["vconcat"]
+    assert all(r["columns"] == 2 and r["facet"]["field"] == "panel" for r in wrapped)
+    assert all(r["spec"]["width"] == 150 for r in wrapped)
+    assert all(r["resolve"]["scale"]["y"] == "independent" for r in wrapped)
+
+
+def test_zoom_and_pan_are_scales_bound_to_an_interval_on_every_chart():
+    frame = charts.curve_frame(curves_three_panels(), ["train_loss", "val_loss", "val_acc"])
+    t = figure_tables()
+    for spec in (charts.curves_spec(frame), spec_of(charts.curves_chart(frame)),
+                 spec_of(charts.figure_chart(t, "cnn")), spec_of(charts.figure_chart(t, "cnn", shared_y=True))):
+        zoom = [p for p in spec["params"] if p["name"] == "zoom"]
+        assert len(zoom) == 1 and zoom[0]["bind"] == "scales"
+        assert zoom[0]["select"] == {"type": "interval", "encodings": ["x"]}
+    one = charts.curves_spec(frame, columns=1, width=240)
+    assert one["columns"] == 1 and one["spec"]["width"] == 240                       # panels wrap: one a row
+    assert charts.curves_spec(frame)["columns"] == 3
