@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from adlapp import charts, compare, datacards, estimate, library, live, metrics, planning, report
+from adlapp import charts, compare, datacards, estimate, exports, library, live, metrics, planning, report
 from adlapp.config import display_name
 from adlapp.devices import training_device
 from adlapp.jobs import Backend, LocalProcessBackend, default_concurrency
@@ -318,6 +318,9 @@ def render_results(prefix: str, experiment: str, tables: RunTables, opts: dict) 
         st.markdown("**Test metrics** — mean ± sd over seeds (ddof=1), n seeds, every seed's value; ★ best, "
                     "unless no better than the trivial predictor in the baseline rows")
         st.dataframe(table, hide_index=True)
+        table_downloads(exports.test_summary_table(tables, metrics.test_metrics(experiment)),
+                        f"{experiment}_test_metrics", f"{experiment}_test_dl",
+                        caption=f"{experiment.upper()} test metrics over seeds (sd with ddof = 1)")
     best_table(tables, experiment, baselines)
 
 
@@ -337,6 +340,20 @@ def best_table(tables: RunTables, experiment: str, baselines: dict) -> None:
                 "split; compare with the last-epoch table above to see what overfitting costs.")
     best_baselines = {f"best_{m}": b for m, b in baselines.items()}
     st.dataframe(report.test_table(summary, experiment, best_baselines, metric_rows=rows), hide_index=True)
+
+
+def table_downloads(numbers: pd.DataFrame, stem: str, key: str, caption: str | None = None) -> None:
+    """CSV (numeric columns: mean and sd apart, not the '±' display), Markdown and LaTeX copies of a table,
+    for a student's report. Built only when clicked."""
+    if numbers.empty:
+        return
+    files = {"CSV": (lambda: exports.table_csv(numbers), "csv", "text/csv"),
+             "Markdown": (lambda: exports.table_markdown(numbers), "md", "text/markdown"),
+             "LaTeX": (lambda: exports.table_latex(numbers, caption=caption), "tex", "application/x-tex")}
+    for col, (name, (make, ext, mime)) in zip(st.columns([1, 1, 1, 5]), files.items(), strict=False):
+        col.download_button(name, make, file_name=f"{stem}.{ext}", mime=mime, key=f"{key}_{ext}",
+                            on_click="ignore", icon=":material/download:",
+                            help=f"This table's numbers as {name} (mean and sd as separate numeric columns)")
 
 
 def health_lines(tables: RunTables, experiment: str) -> list[str]:

@@ -18,7 +18,10 @@ from pages import _common as ui
 CORRECTIONS = {"holm": "Holm (default)", "bh": "Benjamini-Hochberg (FDR)", "none": "none"}
 COLOUR = {"diff": "Δ (metric units)", "hedges_g": "Hedges' g"}
 SELECTION_KEYS = ("sig_experiment", "sig_variants", "sig_epochs", "sig_metric")
-KEEP = ui.KEEP             # every choice is kept in the session and in the URL (a reload, a shared link)
+KEEP = ui.KEEP
+PAIR_NUMBERS = ["a", "b", "family", "family_size", "test", "n_a", "n_b", "n_pairs", "mean_a", "mean_b", "diff",
+                "ci_low", "ci_high", "ci_adj_low", "ci_adj_high", "p", "p_adjusted", "significant", "hedges_g",
+                "z_seed"]             # every choice is kept in the session and in the URL (a reload, a shared link)
 
 
 def widget_state(name: str, sel: cmp.Selection) -> dict:
@@ -161,6 +164,8 @@ with right:
         st.caption("Dashed: " + "; ".join(f"{k} {report.number(v, 3)}" for k, v in baselines.items())
                    + " — what a model that learned nothing scores on these data.")
 st.dataframe(report.pair_table(res.pairs, correction), hide_index=True)
+ui.table_downloads(res.pairs[PAIR_NUMBERS], f"compare_{sel.experiment}_{sel.metric}", "sig_pairs_dl",
+                   caption=f"Pairwise comparisons of {m.label}, {report.CORRECTION_NAMES[correction]} within families")
 st.markdown("\n".join(f"- {report.pair_sentence(r, correction)}" for r in res.pairs.to_dict("records")))
 if note := report.test_set_note(datacards.load(sel.experiment), m.key, list(res.summary.get("mean", []))):
     st.caption(note)

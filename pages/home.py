@@ -139,6 +139,8 @@ for exp, title in FIGURES.items():
     baselines = {m: cmp.baselines(exp, by_row("test", m).key) for m in test_metrics(exp)}
     with st.expander(f"All {exp.upper()} test metrics, every seed, and the baselines"):
         st.dataframe(report.test_table(summary, exp, baselines, cmp.series_health(part, exp)), hide_index=True)
+        ui.table_downloads(exports.test_summary_table(part, test_metrics(exp)), f"{exp}_test_metrics",
+                           f"home_{exp}_test_dl", caption=f"{exp.upper()} test metrics over seeds (sd with ddof = 1)")
         ui.best_table(part, exp, baselines)
 
 st.subheader("What the numbers say")

@@ -86,6 +86,8 @@ def test_cnn_preset_matrix_sentences_and_small_n(store, monkeypatch):
     assert any("SGD (n = 2)" in w.value and "n < 3" in w.value for w in at.warning)
     _, points = chart(at, "strip")
     assert len(points) == 8                                       # every seed is drawn
+    # the pair table's numbers as CSV / Markdown / LaTeX (built when clicked)
+    assert [e.proto.label for e in at.get("download_button")] == ["CSV", "Markdown", "LaTeX"]
 
     at.toggle(key="sig_curve").set_value(True).run()
     assert not at.exception, at.exception
