@@ -4,9 +4,10 @@ Pure functions on small arrays: one value per seed, `(n_seeds,)` per variant, or
 curves. Nothing here imports streamlit or torch, draws random numbers or prints.
 
 Conventions:
-- Runs are independent samples: sharing a seed number does not pair two variants' runs. `paired` is for the
-  same runs scored twice (one run's test accuracy after 200 and after 1000 epochs), or for runs matched by
-  a seed that really fixes what they share (initial weights, batch order).
+- `compare` treats two groups as independent samples. In this project a seed fixes a run's initial weights
+  and batch order, so same-seed runs of two variants are correlated; treating them as independent is the
+  conservative default, not a claim that they are unrelated. `paired` is for the same runs scored twice (one
+  run's test accuracy after 200 and after 1000 epochs) and for runs a caller chooses to match by seed.
 - Standard deviations use ddof=1 everywhere (numpy's default is 0).
 - Non-finite values (diverged runs) are excluded and counted, never silently averaged in.
 - The default test is Welch's t-test, corrected over the family of pairs actually displayed (Holm by
