@@ -4,7 +4,11 @@ A bundle is how finished runs travel (export/import) and how `cached_runs/` ship
 contains no pickle and no checkpoint, so loading one never executes code, and reading needs only pandas and
 pyarrow (no torch): the viewer pages load bundles in well under a second.
 
-Layout inside the zip: manifest.json, runs.parquet, epochs.parquet, tests.parquet.
+Layout inside the zip: manifest.json, runs.parquet, epochs.parquet, tests.parquet, and optionally
+`weights/<run key>/epoch-<E>.safetensors` for runs that kept their model at test epoch E (tensors only, see
+adlapp.weights; bundles written before weights existed have none and stay valid). Each weights member must
+belong to a run of the bundle and one of its test epochs, match its checksum in the manifest, stay within
+the caps below and pass `weights.check_file`, which parses the file without torch.
 
 A bundle may come from anyone, so `read_bundle` is a trust boundary. Before anything is decompressed it checks
 the sizes the zip directory and the Parquet footers state against the caps below, then reads each member with
@@ -15,6 +19,7 @@ nothing of a refused bundle reaches the store or the viewer.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -27,7 +32,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -35,8 +40,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from adlapp import weights as weights_mod
 from adlapp.config import LIMITS, MAX_SEED, ConfigError, config_from_dict, is_run_key, run_key, variant_label
-from adlapp.store import FINISHED, OPTIONAL_RUN_COLUMNS, RUN_COLUMNS, RunStore, RunTables
+from adlapp.store import FINISHED, OPTIONAL_RUN_COLUMNS, RUN_COLUMNS, RunStore, RunTables, StoreError
 
 __all__ = ["BUNDLE_FORMAT", "BundleError", "LoadedBundle", "write_bundle", "read_bundle", "read_bundle_dir",
            "export_store", "import_bundle"]
@@ -65,6 +71,12 @@ MAX_METRIC_NAMES = 1_000                # distinct metric names in a table; the 
 MAX_TEXT_BYTES = 64 * 1024              # one text cell of the runs table (a config is ~400 bytes, a traceback ~4 KiB)
 MAX_RUNS_TEXT_BYTES = 64 * _MiB         # all text of the runs table once decoded (Parquet dictionaries expand)
 _READ_CHUNK = _MiB
+# Weights: the course CNN's model is ~0.1 MiB, the U-Net's ~1-2 MiB a test epoch; a study of 35 runs keeps ~100.
+MAX_WEIGHT_FILE_BYTES = 16 * _MiB       # one weights member (uncompressed)
+MAX_WEIGHTS_BYTES = 192 * _MiB          # all weights members together (uncompressed)
+MAX_WEIGHT_FILES = 2_000                # weights members in one bundle
+_WEIGHT_DIRECTORY_BYTES = 256           # zip directory bytes allowed per weights member (~110 needed)
+_WEIGHT_MEMBER = re.compile(r"weights/([0-9a-f]{16})/epoch-([1-9][0-9]{0,8})\.safetensors")
 
 # Metric names: what the trainer writes (train_loss, val_pixel_acc, ...), never a path, markup or a megabyte.
 _METRIC_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -93,6 +105,7 @@ class LoadedBundle:
     path: Path
     manifest: dict[str, Any]
     tables: RunTables
+    weights: dict[str, dict[int, str]] = dataclasses.field(default_factory=dict)   # key -> {test epoch: member name}
 
 
 def _parquet_bytes(df: pd.DataFrame) -> bytes:
@@ -101,8 +114,11 @@ def _parquet_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def write_bundle(path: str | Path, tables: RunTables, provenance: dict[str, Any] | None = None) -> Path:
-    """Write `tables` to a bundle at `path`; the manifest records counts, checksums and provenance."""
+def write_bundle(path: str | Path, tables: RunTables, provenance: dict[str, Any] | None = None,
+                 weights: dict[str, dict[int, Path]] | None = None) -> Path:
+    """Write `tables` to a bundle at `path`; the manifest records counts, checksums and provenance.
+
+    `weights` (run key -> {test epoch: safetensors file}) adds those files as `weights/<key>/epoch-<E>...`."""
     path = Path(path)
     runs = tables.runs.reindex(columns=RUN_COLUMNS)
     epochs = tables.epochs[["key", "epoch", "name", "value"]].astype(
@@ -110,6 +126,9 @@ def write_bundle(path: str | Path, tables: RunTables, provenance: dict[str, Any]
     tests = tables.tests[["key", "epoch", "name", "value"]].astype(
         {"epoch": "int32", "value": "float64"}).sort_values(["key", "epoch", "name"])
     blobs = {f"{name}.parquet": _parquet_bytes(df) for name, df in zip(_TABLES, (runs, epochs, tests), strict=True)}
+    for key, files in sorted((weights or {}).items()):
+        for epoch, file in sorted(files.items()):
+            blobs[f"weights/{key}/{weights_mod.file_name(epoch)}"] = Path(file).read_bytes()
     manifest = {
         "format": BUNDLE_FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -163,25 +182,36 @@ def _check_zip_directory(path: Path, f: BinaryIO, size: int) -> None:
     _, _, _, _, entries, dir_size, _, _ = struct.unpack("<4s4H2LH", tail[at:at + 22])
     if at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":
         raise BundleError(f"{path}: zip64 archive; a bundle is never that large")
-    if entries > 2 * len(_MEMBERS) or dir_size > MAX_ZIP_DIRECTORY_BYTES:
+    if (entries > 2 * len(_MEMBERS) + MAX_WEIGHT_FILES
+            or dir_size > MAX_ZIP_DIRECTORY_BYTES + MAX_WEIGHT_FILES * _WEIGHT_DIRECTORY_BYTES):
         raise BundleError(f"{path}: zip directory of {entries:,} entries / {dir_size:,} bytes; a bundle has "
-                          f"{len(_MEMBERS)} members")
+                          f"{len(_MEMBERS)} members and at most {MAX_WEIGHT_FILES:,} weights files")
 
 
 def _check_members(path: Path, zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
-    """The four members, each checked from the directory alone: nothing else, no duplicates, sizes and
-    compression ratios within the caps, no encryption, a compression method zipfile reads."""
+    """The four members and any weights files, each checked from the directory alone: nothing else, no
+    duplicates, sizes and compression ratios within the caps, no encryption, a compression method zipfile reads."""
     names = zf.namelist()
-    unknown = sorted(set(names) - set(_MEMBERS))
+    unknown = sorted(n for n in set(names) - set(_MEMBERS) if not _WEIGHT_MEMBER.fullmatch(n))
     if unknown:
         raise BundleError(f"{path}: unexpected member {_show(unknown[0])}; a bundle holds only "
-                          f"{', '.join(_MEMBERS)}")
+                          f"{', '.join(_MEMBERS)} and weights/<run key>/epoch-<E>.safetensors files")
     for name in _MEMBERS:
         if names.count(name) != 1:
             raise BundleError(f"{path}: {name} appears {names.count(name)} times; expected once")
+    weight_names = [n for n in names if n not in _MEMBERS]
+    if len(weight_names) != len(set(weight_names)):
+        twice = next(n for n in weight_names if weight_names.count(n) > 1)
+        raise BundleError(f"{path}: {twice} appears {weight_names.count(twice)} times; expected once")
+    if len(weight_names) > MAX_WEIGHT_FILES:
+        raise BundleError(f"{path}: {len(weight_names):,} weights files; at most {MAX_WEIGHT_FILES:,}")
     infos = {info.filename: info for info in zf.infolist()}
+    total = sum(infos[n].file_size for n in weight_names)
+    if total > MAX_WEIGHTS_BYTES:
+        raise BundleError(f"{path}: weights files of {total:,} bytes uncompressed; at most {MAX_WEIGHTS_BYTES:,}")
     for name, info in infos.items():
-        cap = MAX_MANIFEST_BYTES if name == "manifest.json" else MAX_PARQUET_BYTES
+        cap = (MAX_MANIFEST_BYTES if name == "manifest.json" else MAX_PARQUET_BYTES if name in _MEMBERS
+               else MAX_WEIGHT_FILE_BYTES)
         if info.flag_bits & 0x1:
             raise BundleError(f"{path}: {name} is encrypted")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
@@ -616,6 +646,7 @@ def read_bundle(path: str | Path) -> LoadedBundle:
                 runs, test_epochs = _read_runs(path, blob("runs"), counts["runs"])
                 epochs = _read_metrics(path, "epochs", blob("epochs"), counts["epoch_rows"], runs, None)
                 tests = _read_metrics(path, "tests", blob("tests"), counts["test_rows"], runs, test_epochs)
+                weights = _check_weights(path, zf, infos, manifest, runs, test_epochs)
         _check_summary(path, manifest, runs)
     except BundleError:
         raise
@@ -625,7 +656,61 @@ def read_bundle(path: str | Path) -> LoadedBundle:
             IndexError, OverflowError, NotImplementedError, RuntimeError, RecursionError, pa.ArrowException) as e:
         # A damaged zip or Parquet file: any of these may come out of zipfile, zlib or pyarrow.
         raise BundleError(f"{path}: not a readable adlapp bundle ({type(e).__name__}: {_clip(e, 160)})") from None
-    return LoadedBundle(path, manifest, RunTables(runs, epochs, tests))
+    return LoadedBundle(path, manifest, RunTables(runs, epochs, tests), weights)
+
+
+def _check_weights(path: Path, zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], manifest: dict[str, Any],
+                   runs: pd.DataFrame, test_epochs: dict[str, tuple[int, ...]]) -> dict[str, dict[int, str]]:
+    """Every weights member: a run of this bundle, one of its test epochs (no later than its last epoch),
+    its manifest checksum, and a well-formed safetensors file. Returns key -> {epoch: member name}."""
+    sums = manifest["sha256"]
+    listed = sorted(n for n in sums if isinstance(n, str) and n.startswith("weights/"))
+    missing = [n for n in listed if n not in infos]
+    if missing:
+        raise BundleError(f"{path}: the manifest lists {_show(missing[0], 80)}, which the bundle lacks")
+    last = dict(zip(runs["key"], runs["last_epoch"].astype(int), strict=True))
+    found: dict[str, dict[int, str]] = {}
+    for name in sorted(n for n in infos if n not in _MEMBERS):
+        key, epoch = _WEIGHT_MEMBER.fullmatch(name).groups()
+        epoch = int(epoch)
+        if key not in test_epochs:
+            raise BundleError(f"{path}: {name}: run {_run_label(key)}: key: not a run of this bundle")
+        if epoch not in test_epochs[key] or epoch > last[key]:
+            raise BundleError(f"{path}: {name}: run {_run_label(key)}: epoch {epoch}: the run scores the test "
+                              f"split only after epoch(s) {', '.join(map(str, test_epochs[key]))} (and reached "
+                              f"epoch {last[key]})")
+        if not isinstance(sums.get(name), str):
+            raise BundleError(f"{path}: {name} has no checksum in the manifest")
+        data = _read_member(path, zf, infos[name], MAX_WEIGHT_FILE_BYTES)
+        if hashlib.sha256(data).hexdigest() != sums[name]:
+            raise BundleError(f"{path}: {name} does not match its checksum in the manifest")
+        try:
+            weights_mod.check_file(data, MAX_WEIGHT_FILE_BYTES)
+        except weights_mod.WeightsError as e:
+            raise BundleError(f"{path}: {name}: not a valid weights file ({_clip(e, 200)})") from None
+        found.setdefault(key, {})[epoch] = name
+    return found
+
+
+def _bundle_weights(bundle: LoadedBundle) -> Callable[[list[str]], Iterator[tuple[str, int, bytes]]]:
+    """For the store's staged import: the checked weights files of the runs it adds, read again from the zip
+    and compared with the manifest checksums once more (the file may have changed since it was checked)."""
+    def files(keys: list[str]) -> Iterator[tuple[str, int, bytes]]:
+        wanted = [(k, e, n) for k in keys for e, n in sorted(bundle.weights.get(k, {}).items())]
+        if not wanted:
+            return
+        path = bundle.path
+        try:
+            with zipfile.ZipFile(path) as zf:
+                for key, epoch, name in wanted:
+                    data = _read_member(path, zf, zf.getinfo(name), MAX_WEIGHT_FILE_BYTES)
+                    if hashlib.sha256(data).hexdigest() != bundle.manifest["sha256"][name]:
+                        raise BundleError(f"{path}: {name} changed while it was imported")
+                    yield key, epoch, bytes(data)
+        except (zipfile.BadZipFile, zlib.error, KeyError, OSError, EOFError) as e:
+            raise BundleError(f"{path}: weights unreadable during import ({type(e).__name__}: {_clip(e, 160)})"
+                              ) from None
+    return files
 
 
 def read_bundle_dir(folder: str | Path) -> tuple[list[LoadedBundle], list[str]]:
@@ -641,8 +726,12 @@ def read_bundle_dir(folder: str | Path) -> tuple[list[LoadedBundle], list[str]]:
 
 def export_store(store: RunStore, out: str | Path, experiment: str | None = None,
                  variants: list[str] | None = None, statuses: tuple[str, ...] = ("done", "diverged"),
-                 provenance: dict[str, Any] | None = None) -> Path:
-    """Export finished runs (by default) matching the filters. Raises BundleError when nothing matches."""
+                 provenance: dict[str, Any] | None = None, weights: bool | None = None) -> Path:
+    """Export finished runs (by default) matching the filters. Raises BundleError when nothing matches.
+
+    weights: True carries each run's stored weights (BundleError when they exceed the weights caps), False
+    leaves them out, None (default) carries them when they fit the caps and otherwise leaves them all out,
+    saying so in the manifest's provenance, so a large study still exports as before."""
     runs = store.runs(experiment=experiment)
     runs = runs[runs["status"].isin(statuses)]
     if variants:
@@ -650,11 +739,47 @@ def export_store(store: RunStore, out: str | Path, experiment: str | None = None
     if runs.empty:
         raise BundleError(f"{store.db_path}: no runs match (experiment={experiment}, variants={variants}, "
                           f"status in {list(statuses)})")
-    return write_bundle(out, store.tables(keys=list(runs["key"])), provenance)
+    files = _stored_weights(store, runs) if weights is not False else {}
+    too_big = _weights_over_caps(files)
+    if too_big and weights:
+        raise BundleError(f"{store.db_path}: the runs' weights {too_big}; export them without weights")
+    if too_big:
+        provenance = {**(provenance or {}), "weights": f"left out: {too_big}"}
+        files = {}
+    return write_bundle(out, store.tables(keys=list(runs["key"])), provenance, files)
+
+
+def _stored_weights(store: RunStore, runs: pd.DataFrame) -> dict[str, dict[int, Path]]:
+    """Each run's weights files that an import accepts: its test epochs up to its last epoch."""
+    files = {}
+    for r in runs.to_dict("records"):
+        try:
+            allowed = set(config_from_dict(json.loads(r["config"])).test_epochs)
+            stored = store.weight_epochs(r["key"])
+        except (ValueError, TypeError, StoreError):    # a row no import would accept anyway
+            continue
+        epochs = [e for e in stored if e in allowed and e <= int(r["last_epoch"])]
+        if epochs:
+            folder = store.weights_dir(r["key"])
+            files[r["key"]] = {e: folder / weights_mod.file_name(e) for e in epochs}
+    return files
+
+
+def _weights_over_caps(files: dict[str, dict[int, Path]]) -> str | None:
+    """Why these weights files could not travel in one bundle (None: they can)."""
+    sizes = [p.stat().st_size for by_epoch in files.values() for p in by_epoch.values()]
+    if len(sizes) > MAX_WEIGHT_FILES:
+        return f"are {len(sizes):,} files; a bundle holds at most {MAX_WEIGHT_FILES:,}"
+    if sizes and max(sizes) > MAX_WEIGHT_FILE_BYTES:
+        return f"include a {max(sizes):,}-byte file; at most {MAX_WEIGHT_FILE_BYTES:,} each"
+    if sum(sizes) > MAX_WEIGHTS_BYTES:
+        return f"total {sum(sizes):,} bytes; at most {MAX_WEIGHTS_BYTES:,}"
+    return None
 
 
 def import_bundle(store: RunStore, path: str | Path) -> list[str]:
     """Add a bundle's runs to the store (existing run keys are kept as they are); returns the new keys.
     The whole bundle is checked first (`read_bundle`): a refused bundle adds nothing."""
     bundle = read_bundle(path)
-    return store.insert_tables(bundle.tables, source=f"bundle:{Path(path).name}")
+    return store.insert_tables(bundle.tables, source=f"bundle:{Path(path).name}",
+                               weights=_bundle_weights(bundle) if bundle.weights else None)

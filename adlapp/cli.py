@@ -367,10 +367,19 @@ def _records(store: RunStore, experiment: str | None, status: str | None) -> lis
             if len(tables.epochs) else tables.epochs)
     n_epochs = tables.epochs.groupby("key")["epoch"].nunique().to_dict() if len(tables.epochs) else {}
     return [_record(r, last[last["key"] == r["key"]], tables.tests[tables.tests["key"] == r["key"]],
-                    int(n_epochs.get(r["key"], 0))) for r in runs.to_dict("records")]
+                    int(n_epochs.get(r["key"], 0)), _weight_epochs(store, r["key"]))
+            for r in runs.to_dict("records")]
 
 
-def _record(r: dict, last, tests, epochs_recorded: int) -> dict:
+def _weight_epochs(store: RunStore, key: str) -> list[int]:
+    """Test epochs with stored weights; [] for a row whose key is not a run key (it can have none)."""
+    try:
+        return store.weight_epochs(key)
+    except StoreError:
+        return []
+
+
+def _record(r: dict, last, tests, epochs_recorded: int, weight_epochs: list[int]) -> dict:
     return {
         "id": r["key"], "experiment": r["experiment"], "variant": r["variant"], "seed": int(r["seed"]),
         "epochs": int(r["epochs"]), "epochs_recorded": epochs_recorded,
@@ -379,6 +388,7 @@ def _record(r: dict, last, tests, epochs_recorded: int) -> dict:
         "config": _json_or_text(r["config"]),
         "final": _named_values(last),
         "test": {str(int(ep)): _named_values(g) for ep, g in tests.groupby("epoch")},
+        "weights": weight_epochs,
     }
 
 

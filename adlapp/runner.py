@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from adlapp import weights
 from adlapp.config import EXPERIMENT_INFO, RunConfig, check_run_key
 from adlapp.data import DataError, load_data, skipped_summary
 from adlapp.provenance import git_commit, library_versions
@@ -56,7 +57,7 @@ def run_claimed(store: RunStore, key: str, cfg: RunConfig, seed: int, device: st
         recorded = _prepare_run(store, key, cfg, device, ckpt_dir)
         result = train(cfg, seed, on_epoch=_epoch_recorder(store, key, recorded, progress), device=device,
                        checkpoint_dir=ckpt_dir, should_stop=lambda: flag.set or store.cancel_requested(key),
-                       checkpoint_every=checkpoint_every)
+                       checkpoint_every=checkpoint_every, on_weights=_weights_writer(store, key))
     except KeyboardInterrupt:
         store.finish(key, "interrupted", error="interrupted from the keyboard")
         raise
@@ -93,8 +94,20 @@ def _epoch_recorder(store: RunStore, key: str, recorded: int,
     return on_epoch
 
 
+def _weights_writer(store: RunStore, key: str) -> Callable[[int, dict], None]:
+    """The trainer's per-test-epoch callback: the model's weights as `weights/<key>/epoch-E.safetensors`.
+    A file already there (written before a crash or cancel, then retrained to the same weights) is kept."""
+    folder = store.weights_dir(key)
+
+    def on_weights(epoch: int, state_dict: dict) -> None:
+        path = folder / weights.file_name(epoch)
+        if not path.exists():
+            weights.save(state_dict, path)
+    return on_weights
+
+
 def _finish(store: RunStore, key: str, result, ckpt_dir: Path) -> None:
-    """Record the final status; a finished run needs no checkpoint."""
+    """Record the final status; a finished run needs no checkpoint (its weights folder is elsewhere, kept)."""
     store.finish(key, result.status, diverged_epoch=result.diverged_epoch,
                  error=(f"training loss became non-finite at epoch {result.diverged_epoch}"
                         if result.status == "diverged" else None))

@@ -4,7 +4,8 @@ Why SQLite: several trainer processes append per-epoch rows while the UI polls; 
 write, every epoch is one short atomic transaction (a crash loses at most the epoch in flight), and runs can be
 queried across experiments (120k metric rows written in 1,200 commits took 0.25 s when this was chosen).
 
-Layout under the store directory: `runs.sqlite` (+ WAL files) and `checkpoints/<run key>/`; the job queue
+Layout under the store directory: `runs.sqlite` (+ WAL files), `checkpoints/<run key>/` and
+`weights/<run key>/epoch-<E>.safetensors` (the model at each test epoch E, see adlapp.weights); the job queue
 (adlapp.jobs) keeps its worker registry in `workers/` and their logs in `logs/`. Old stores also hold a
 `workers` table, no longer used.
 Metrics are stored long (run, epoch, name, value) because the set of metrics differs between experiments;
@@ -23,7 +24,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
 
@@ -38,6 +39,7 @@ from adlapp.config import (
     variant_label,
 )
 from adlapp.processes import pid_alive
+from adlapp.weights import epoch_of, file_name
 
 __all__ = ["RunStore", "RunTables", "STATUSES", "FINISHED", "ACTIVE", "RESUMABLE", "ERROR_STATUSES", "RUN_COLUMNS",
            "OPTIONAL_RUN_COLUMNS", "default_store_dir", "StoreError"]
@@ -212,6 +214,20 @@ class RunStore:
         except ConfigError as e:
             raise StoreError(f"store {self.db_path}: {e}") from None
 
+    def weights_dir(self, key: str) -> Path:
+        """`weights/<key>/`, one safetensors file per test epoch; the key is checked like `checkpoint_dir`'s."""
+        try:
+            return self.root / "weights" / check_run_key(key)
+        except ConfigError as e:
+            raise StoreError(f"store {self.db_path}: {e}") from None
+
+    def weight_epochs(self, key: str) -> list[int]:
+        """The test epochs whose weights are stored for `key`, ascending ([] for none)."""
+        folder = self.weights_dir(key)
+        if not folder.is_dir():
+            return []
+        return sorted(e for e in (epoch_of(f.name) for f in folder.iterdir()) if e is not None)
+
     # -- writing --------------------------------------------------------------------------------------
     def enqueue(self, cfg: RunConfig, seed: int, command: str = "", source: str = "local") -> tuple[str, str]:
         """Ask for (cfg, seed). Returns (key, status): an existing finished or active run is returned as it is;
@@ -340,7 +356,7 @@ class RunStore:
         return bool(row and row[0])
 
     def delete(self, key: str) -> None:
-        """Remove a run and its checkpoints. A running run must be cancelled first."""
+        """Remove a run, its checkpoints and its weights. A running run must be cancelled first."""
         with self._transaction() as db:
             row = db.execute("SELECT status FROM runs WHERE key=?", (key,)).fetchone()
             if row is None:
@@ -351,15 +367,20 @@ class RunStore:
                 db.execute(f"DELETE FROM {table} WHERE key=?", (key,))
         if is_run_key(key):      # a malformed key never had a checkpoint folder, and must not name a path
             shutil.rmtree(self.checkpoint_dir(key), ignore_errors=True)
+            shutil.rmtree(self.weights_dir(key), ignore_errors=True)
 
-    def insert_tables(self, tables: RunTables, source: str) -> list[str]:
+    def insert_tables(self, tables: RunTables, source: str,
+                      weights: Callable[[list[str]], Iterable[tuple[str, int, bytes]]] | None = None) -> list[str]:
         """Import finished runs (a validated bundle). Runs already present are left untouched; returns new keys.
 
         A large bundle must not hold the write lock for long (a trainer waiting on it would stall), yet a
         half-imported run must never look like a result. So the import is staged: one short transaction
         reserves the new keys as `importing` rows, the metric rows follow in chunks of IMPORT_CHUNK_ROWS,
-        and one short final transaction turns the reserved rows into the bundle's finished runs. If the
-        import fails, its rows are removed; if the process dies, `mark_stale` removes them.
+        then the weights files, and one short final transaction turns the reserved rows into the bundle's
+        finished runs. If the import fails, its rows and weights are removed; if the process dies,
+        `mark_stale` removes them.
+
+        `weights(new_keys)` yields (key, epoch, safetensors bytes) for those runs, already checked by the caller.
         """
         runs = tables.runs.drop_duplicates("key")
         new = self._reserve(runs, source)
@@ -367,11 +388,29 @@ class RunStore:
             return []
         try:
             self._insert_metrics(tables, new)
+            if weights is not None:
+                self._write_weights(new, weights(new))
             self._publish(runs[runs["key"].isin(new)], source)
         except BaseException:
             self._drop_importing(new)
             raise
         return new
+
+    def _write_weights(self, keys: list[str], files: Iterable[tuple[str, int, bytes]]) -> None:
+        """Write imported weights files into the reserved runs' folders (left over folders are cleared first:
+        a key new to the store owns nothing yet)."""
+        for key in keys:
+            shutil.rmtree(self.weights_dir(key), ignore_errors=True)
+        allowed = set(keys)
+        for key, epoch, data in files:
+            if key not in allowed:
+                raise StoreError(f"store {self.db_path}: weights for run {key!r}, which this import does not add")
+            folder = self.weights_dir(key)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / file_name(epoch)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
 
     def _reserve(self, runs: pd.DataFrame, source: str) -> list[str]:
         """Insert the runs not in the store yet as `importing` rows owned by this process; their keys."""
@@ -413,6 +452,9 @@ class RunStore:
                                         or (None,))[0] == IMPORTING]
             for table in ("epoch_metrics", "test_metrics", "runs"):
                 db.executemany(f"DELETE FROM {table} WHERE key=?", [(k,) for k in mine])
+        for key in mine:
+            if is_run_key(key):
+                shutil.rmtree(self.weights_dir(key), ignore_errors=True)
 
     def mark_stale(self) -> list[str]:
         """Runs that say `running` but whose process is gone become `interrupted` (resumable); the reserved
@@ -428,6 +470,9 @@ class RunStore:
                 if ((not pid_alive(pid)) if host == self.host else (now - (beat or 0) > STALE_AFTER_S))]
             for table in ("epoch_metrics", "test_metrics", "runs"):
                 db.executemany(f"DELETE FROM {table} WHERE key=?", [(k,) for k in dead_imports])
+            for key in dead_imports:
+                if is_run_key(key):
+                    shutil.rmtree(self.weights_dir(key), ignore_errors=True)
             for key, pid, host, beat in db.execute(
                     "SELECT key, pid, host, heartbeat FROM runs WHERE status='running'").fetchall():
                 dead = (not pid_alive(pid)) if host == self.host else (now - (beat or 0) > STALE_AFTER_S)

@@ -19,6 +19,8 @@ the same metrics, best_* rows included, as an uninterrupted one. By default a ch
 the time since the last one is at least `_CHECKPOINT_COST_RATIO` times what writing one costs (every epoch
 for the course CNN, every few epochs for the small U-Net), so checkpointing costs about 2 % and a crash loses
 at most about a second of training.
+At each test epoch the current weights also go to `on_weights` (the runner keeps them as safetensors files,
+see adlapp.weights), before that epoch's checkpoint and report.
 An epoch's checkpoint is written *before* its metrics are reported: a crash between the two leaves a
 checkpoint that is ahead of the store, never behind it, and the resumed run replays the missing epochs
 from the checkpoint's history instead of training them again.
@@ -270,7 +272,8 @@ def _train_one_epoch(cfg: RunConfig, model: nn.Module, optimizer: torch.optim.Op
 
 def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | None = None,
           device: str = "auto", checkpoint_dir: str | Path | None = None,
-          should_stop: Callable[[], bool] | None = None, checkpoint_every: int | None = None) -> RunResult:
+          should_stop: Callable[[], bool] | None = None, checkpoint_every: int | None = None,
+          on_weights: Callable[[int, dict[str, torch.Tensor]], None] | None = None) -> RunResult:
     """Train `cfg` with `seed` and return its per-epoch history and test metrics.
 
     With `checkpoint_dir`, an existing checkpoint there is resumed from (its history is replayed through
@@ -282,6 +285,8 @@ def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | N
 
     Each test epoch's rows hold the current weights' scores (acc, loss / pixel_acc, f1, loss) and those of
     the weights with the lowest validation loss up to that epoch (best_acc, ..., best_epoch; see `_BestWeights`).
+    `on_weights(E, state_dict)` is called at each test epoch E with the weights those scores came from, after
+    they are computed and before the epoch's checkpoint and report (a crash never leaves a report without them).
     """
     started = time.perf_counter()
     dev = resolve_device(device)
@@ -334,6 +339,8 @@ def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | N
         if epoch in cfg.test_epochs:
             tests = evaluate(model, cfg, ex, ey)
             tests = result.tests[epoch] = {**tests, **best.tests(model, cfg, ex, ey, epoch, tests)}
+            if on_weights:
+                on_weights(epoch, model.state_dict())
         metrics["seconds"] = time.perf_counter() - t0
         result.history.append({"epoch": epoch, **metrics})
         result.epochs_done = epoch
