@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, is_dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +158,12 @@ def load(experiment: str, folder: Path | None = None, strict: bool = False) -> D
     try:
         if not path.is_file():
             return None
-        if path.stat().st_size > _MAX_BYTES:
-            raise DataCardError(f"{path}: {path.stat().st_size:,} bytes, too large for a data card")
-        card = _parse(path, json.loads(path.read_text(encoding="utf-8")), experiment)
+        stat = path.stat()
+        if stat.st_size > _MAX_BYTES:
+            raise DataCardError(f"{path}: {stat.st_size:,} bytes, too large for a data card")
+        png = path.with_suffix(".png")
+        png_stamp = (png.stat().st_mtime_ns, png.stat().st_size) if png.is_file() else None
+        card = _cached(str(path), experiment, (stat.st_mtime_ns, stat.st_size), png_stamp)
     except DataCardError:
         if strict:
             raise
@@ -169,6 +173,14 @@ def load(experiment: str, folder: Path | None = None, strict: bool = False) -> D
             raise DataCardError(f"{path}: not a readable data card ({_one_line(e)})") from e
         return None
     return card
+
+
+@lru_cache(maxsize=16)
+def _cached(path: str, experiment: str, stamp: tuple[int, int], png_stamp: tuple[int, int] | None) -> DataCard:
+    """The parsed card, read once per version of its files (`stamp`s: mtime and size): pages ask for a card on
+    every rerun, and the live view reruns every second."""
+    p = Path(path)
+    return _parse(p, json.loads(p.read_text(encoding="utf-8")), experiment)
 
 
 def _one_line(e: Exception) -> str:
