@@ -11,6 +11,7 @@ PAGES = [  # (file, title, icon, url path)
     ("pages/cnn.py", "CNN", ":material/grid_view:", "cnn"),
     ("pages/unet.py", "U-Net", ":material/blur_on:", "unet"),
     ("pages/inside.py", "Inside the models", ":material/account_tree:", "inside"),
+    ("pages/predictions.py", "Predictions", ":material/visibility:", "predictions"),
     ("pages/compare.py", "Compare", ":material/compare_arrows:", "compare"),
     ("pages/runs.py", "Runs", ":material/list:", "runs"),
 ]
