@@ -20,6 +20,7 @@ import torch
 from adlapp import weights
 from adlapp.config import EXPERIMENT_INFO, config_from_dict, display_name
 from adlapp.data import ClassificationData, load_data
+from adlapp.data.base import display_pixels
 from adlapp.models import build_model
 from adlapp.store import FINISHED, RunStore
 
@@ -158,7 +159,7 @@ def predict(store: RunStore, key: str, epoch: int) -> Predictions:
         raise PredictError(str(e)) from None
     model.eval()
     logits = torch.cat([model(data.test_x[i:i + _BATCH]) for i in range(0, len(data.test_x), _BATCH)])
-    images = _display(data.test_x, data.mean, data.std)
+    images = display_pixels(data.test_x, data.mean, data.std)
     if not classes:
         return MaskPredictions(key, epoch, images, truth=data.test_y[:, 0].numpy() > 0.5,
                                predicted=logits[:, 0].numpy() > 0)
@@ -185,16 +186,6 @@ def _mask_scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     f1 = 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 1.0
     return {"pixel_acc": int((truth == predicted).sum()) / truth.size, "f1": f1}
 
-
-def _display(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """(N, C, H, W) standardised images -> (N, H, W, 3) uint8: x * std + mean is back in [0, 1]."""
-    m = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
-    s = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
-    pixels = np.clip(x.numpy() * s + m, 0.0, 1.0)
-    pixels = np.round(pixels * 255).astype(np.uint8).transpose(0, 2, 3, 1)          # (N, H, W, C)
-    if pixels.shape[-1] == 1:
-        pixels = np.repeat(pixels, 3, axis=-1)
-    return pixels
 
 
 def confusion_chart(p: ClassPredictions, height: int = 640) -> alt.Chart:

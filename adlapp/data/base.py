@@ -116,3 +116,16 @@ def standardise(
     out = [torch.from_numpy(np.ascontiguousarray((a.astype(np.float32) - m) / s))
            for a in (train, *others)]
     return out, tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+
+def display_pixels(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """The inverse of `standardise` for showing images: (N, C, H, W) standardised -> (N, H, W, 3) uint8, where
+    x * std + mean is back in [0, 1]; one-channel images are repeated to grey RGB."""
+    m = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
+    s = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
+    pixels = np.clip(x.detach().cpu().numpy() * s + m, 0.0, 1.0)
+    pixels = np.round(pixels * 255).astype(np.uint8).transpose(0, 2, 3, 1)          # (N, H, W, C)
+    if pixels.shape[-1] == 1:
+        pixels = np.repeat(pixels, 3, axis=-1)
+    return pixels[..., :3]

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from adlapp.config import BUILTIN_DATASETS, EXPERIMENT_INFO, VARIANTS, DataConfig, base_config
 from adlapp.data import ClassificationData, SegmentationData, load_data
+from adlapp.data.base import display_pixels
 from adlapp.datacards import config_hash
 from adlapp.models import build_model
 
@@ -230,14 +231,8 @@ def _png(img: Image.Image) -> bytes:
 
 
 def _display(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> list[Image.Image]:
-    """(N, C, H, W) standardised images -> N RGB images: x * std + mean is back in [0, 1]."""
-    m = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
-    s = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
-    pixels = np.clip(x.numpy() * s + m, 0.0, 1.0)
-    pixels = np.round(pixels * 255).astype(np.uint8).transpose(0, 2, 3, 1)          # (N, H, W, C)
-    if pixels.shape[-1] == 1:
-        pixels = np.repeat(pixels, 3, axis=-1)
-    return [Image.fromarray(p[..., :3]) for p in pixels]
+    """(N, C, H, W) standardised images -> N RGB images (`base.display_pixels`)."""
+    return [Image.fromarray(p) for p in display_pixels(x, mean, std)]
 
 
 def seg_tile(size: int) -> int:
