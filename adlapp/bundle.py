@@ -726,20 +726,27 @@ def read_bundle_dir(folder: str | Path) -> tuple[list[LoadedBundle], list[str]]:
 
 def export_store(store: RunStore, out: str | Path, experiment: str | None = None,
                  variants: list[str] | None = None, statuses: tuple[str, ...] = ("done", "diverged"),
-                 provenance: dict[str, Any] | None = None, weights: bool | None = None) -> Path:
-    """Export finished runs (by default) matching the filters. Raises BundleError when nothing matches.
+                 provenance: dict[str, Any] | None = None, weights: bool | None = None,
+                 keys: list[str] | None = None, weight_keys: set[str] | None = None) -> Path:
+    """Export finished runs (by default) matching the filters (`keys`: only these runs). Raises BundleError
+    when nothing matches.
 
     weights: True carries each run's stored weights (BundleError when they exceed the weights caps), False
     leaves them out, None (default) carries them when they fit the caps and otherwise leaves them all out,
-    saying so in the manifest's provenance, so a large study still exports as before."""
+    saying so in the manifest's provenance, so a large study still exports as before. `weight_keys` limits
+    the weights carried to those runs (a shipped study keeps one seed's models per variant, not every one)."""
     runs = store.runs(experiment=experiment)
     runs = runs[runs["status"].isin(statuses)]
     if variants:
         runs = runs[runs["variant"].isin(variants)]
+    if keys is not None:
+        runs = runs[runs["key"].isin(set(keys))]
     if runs.empty:
         raise BundleError(f"{store.db_path}: no runs match (experiment={experiment}, variants={variants}, "
                           f"status in {list(statuses)})")
     files = _stored_weights(store, runs) if weights is not False else {}
+    if weight_keys is not None:
+        files = {k: v for k, v in files.items() if k in weight_keys}
     too_big = _weights_over_caps(files)
     if too_big and weights:
         raise BundleError(f"{store.db_path}: the runs' weights {too_big}; export them without weights")

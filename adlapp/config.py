@@ -18,7 +18,8 @@ from typing import Any, Callable, Literal
 
 __all__ = [
     "CODE_VERSION", "ACTIVATIONS", "UPSAMPLINGS", "OPTIMIZERS", "EXPERIMENTS", "EXPERIMENT_INFO",
-    "ExperimentInfo", "BUILTIN_DATASETS", "COURSE_NAMES", "display_name", "custom_name", "RUN_ONLY_FIELDS",
+    "ExperimentInfo", "BUILTIN_DATASETS", "BN_POSITIONS", "BN_LAYERS", "ADDED_DEFAULTS",
+    "COURSE_NAMES", "display_name", "custom_name", "RUN_ONLY_FIELDS",
     "training_signature", "ConfigError",
     "ModelConfig", "OptimConfig", "DataConfig", "RunConfig", "VARIANTS", "variant", "variant_label",
     "run_key", "config_to_dict", "config_from_dict", "base_config", "LIMITS", "MAX_SEEDS", "MAX_SEED",
@@ -47,6 +48,11 @@ EXPERIMENT_INFO: dict[str, ExperimentInfo] = {
 BUILTIN_DATASETS: dict[str, str] = {info.dataset: info.name for info in EXPERIMENT_INFO.values()}  # -> experiment
 ACTIVATIONS: tuple[str, ...] = ("elu", "relu", "gelu")
 UPSAMPLINGS: tuple[str, ...] = ("transpose", "nearest", "bilinear")
+# Where the CNN's BatchNorm goes (the report's open question). The course: BN on conv2 and conv3, before the
+# activation, affine=False. "conv1-3" also normalises the first conv's output; "+fc" adds BatchNorm1d on the 512
+# features before the linear layer.
+BN_POSITIONS: tuple[str, ...] = ("before", "after")            # relative to the activation
+BN_LAYERS: tuple[str, ...] = ("conv2-3", "conv1-3", "conv2-3+fc", "conv1-3+fc")
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 
 
@@ -136,6 +142,11 @@ class ModelConfig:
     upsampling: str = "transpose"     # U-Net only: "transpose" is the course's "normal" variant
     depth: int = 3                    # U-Net only: number of 2x down-samplings
     base_width: int = 8               # U-Net only: 8 keeps 1000 epochs at ~4 min on 2 CPU cores
+    # CNN only, and only with batchnorm (added after adlapp-1; left out of the run key at these defaults,
+    # see ADDED_DEFAULTS, so every earlier run keeps its key):
+    bn_position: str = "before"       # "before" the activation (the course) or "after" it
+    bn_layers: str = "conv2-3"        # which layers get BN, see BN_LAYERS
+    bn_affine: bool = False           # learnable scale and shift (the course: affine=False)
 
 
 @dataclass(frozen=True)
@@ -204,6 +215,18 @@ def _validate(cfg: RunConfig) -> None:
     if m.upsampling not in UPSAMPLINGS:
         raise bad("upsampling", m.upsampling, f"must be one of {', '.join(UPSAMPLINGS)}")
     whole("depth", m.depth, 1, LIMITS["depth"])
+    if m.bn_position not in BN_POSITIONS:
+        raise bad("bn_position", m.bn_position, f"must be one of {', '.join(BN_POSITIONS)}")
+    if m.bn_layers not in BN_LAYERS:
+        raise bad("bn_layers", m.bn_layers, f"must be one of {', '.join(BN_LAYERS)}")
+    if not isinstance(m.bn_affine, bool):
+        raise bad("bn_affine", m.bn_affine, "must be true or false")
+    changed = [name for name, default in ADDED_DEFAULTS["model"].items() if getattr(m, name) != default]
+    # A BN option that changes nothing would give one model two run keys: refuse it instead.
+    if changed and (cfg.experiment != "cnn" or not m.batchnorm):
+        raise bad(changed[0], getattr(m, changed[0]),
+                  "only applies to the CNN with batchnorm on" if cfg.experiment == "cnn"
+                  else "only applies to the CNN (the U-Net's BN sits before each activation, affine)")
     whole("base_width", m.base_width, 1, LIMITS["base_width"])
     if o.name not in OPTIMIZERS:
         raise bad("optimizer", o.name, f"must be one of {', '.join(OPTIMIZERS)}")
@@ -222,6 +245,24 @@ def _validate(cfg: RunConfig) -> None:
     whole("data seed", d.seed, 0, MAX_SEED)
     if cfg.experiment == "unet" and (d.image_size < 2 ** m.depth or d.image_size % (2 ** m.depth)):
         raise bad("image_size", d.image_size, f"must be a multiple of 2**depth = {2 ** m.depth}")
+
+
+# Config fields added after CODE_VERSION "adlapp-1", with the value every earlier run implicitly had. At that
+# value a field is left out of the run key and the training signature, so runs made before it existed
+# (cached_runs/ among them) keep their keys; any other value is hashed like every other field.
+ADDED_DEFAULTS: dict[str, dict[str, Any]] = {
+    "model": {"bn_position": "before", "bn_layers": "conv2-3", "bn_affine": False},
+}
+
+
+def _canonical(d: dict[str, Any]) -> dict[str, Any]:
+    """A config dict with ADDED_DEFAULTS fields at their default removed (a copy; nested parts copied)."""
+    out = dict(d)
+    for part, defaults in ADDED_DEFAULTS.items():
+        if isinstance(out.get(part), dict):
+            out[part] = {k: v for k, v in out[part].items() if not (k in defaults and v == defaults[k]
+                                                                   and type(v) is type(defaults[k]))}
+    return out
 
 
 def base_config(experiment: str) -> RunConfig:
@@ -252,6 +293,11 @@ VARIANTS: dict[str, Callable[[], RunConfig]] = {
     "cnn/bn-adam": lambda: _with(base_config("cnn"), batchnorm=True),
     "cnn/adam": lambda: base_config("cnn"),
     "cnn/sgd": lambda: _opt(base_config("cnn"), name="sgd"),
+    # The report's open questions: BN with SGD too (the 2 x 2), and where BN goes.
+    "cnn/bn-sgd": lambda: _opt(_with(base_config("cnn"), batchnorm=True), name="sgd"),
+    "cnn/bn-after-adam": lambda: _with(base_config("cnn"), batchnorm=True, bn_position="after"),
+    "cnn/bn-all-adam": lambda: _with(base_config("cnn"), batchnorm=True, bn_layers="conv1-3+fc"),
+    "cnn/bn-affine-adam": lambda: _with(base_config("cnn"), batchnorm=True, bn_affine=True),
     "unet/normal": lambda: base_config("unet"),
     "unet/nearest": lambda: _with(base_config("unet"), upsampling="nearest"),
     "unet/elu": lambda: _with(base_config("unet"), activation="elu"),
@@ -262,6 +308,8 @@ VARIANTS: dict[str, Callable[[], RunConfig]] = {
 # registry variant on every page, chart, table and export.
 COURSE_NAMES: dict[str, str] = {
     "cnn/bn-adam": "BN + Adam", "cnn/adam": "Adam", "cnn/sgd": "SGD",
+    "cnn/bn-sgd": "BN + SGD", "cnn/bn-after-adam": "BN after ELU + Adam",
+    "cnn/bn-all-adam": "BN on every layer + Adam", "cnn/bn-affine-adam": "BN (affine) + Adam",
     "unet/normal": "Normal", "unet/nearest": "Nearest Neighbor", "unet/elu": "Using ELU",
     "unet/nearest-elu": "Nearest and ELU",
 }
@@ -291,15 +339,16 @@ def custom_name(variant_label_: str) -> str | None:
     else:
         return None
     bn, act, opt = parts
-    if bn not in ("bn", "nobn") or act not in ACTIVATIONS or opt not in OPTIMIZERS:
+    bn_text = "" if bn == "nobn" else _bn_words(bn)
+    if bn_text is None or act not in ACTIVATIONS or opt not in OPTIMIZERS:
         return None
     try:
         lr_text = f"{float(lr):g}" if lr else "0.01"        # `variant_label` leaves out lr 0.01
     except ValueError:
         return None
     if exp == "cnn":
-        return f"Custom: {'BN + ' if bn == 'bn' else ''}{_WORDS[opt]}, lr {lr_text}, {_WORDS[act]}"
-    return (f"Custom: {_WORDS[upsampling]}, {_WORDS[act]}{', BN' if bn == 'bn' else ''}, {_WORDS[opt]}, "
+        return f"Custom: {bn_text + ' + ' if bn_text else ''}{_WORDS[opt]}, lr {lr_text}, {_WORDS[act]}"
+    return (f"Custom: {_WORDS[upsampling]}, {_WORDS[act]}{', ' + bn_text if bn_text else ''}, {_WORDS[opt]}, "
             f"lr {lr_text}")
 
 
@@ -317,7 +366,7 @@ def _model_signature(cfg: RunConfig) -> tuple:
     """What makes two configs the 'same variant' regardless of training length and data size."""
     m = cfg.model
     if cfg.experiment == "cnn":
-        return (cfg.experiment, m.batchnorm, m.activation, cfg.optim)
+        return (cfg.experiment, m.batchnorm, m.bn_position, m.bn_layers, m.bn_affine, m.activation, cfg.optim)
     return (cfg.experiment, m.batchnorm, m.activation, m.upsampling, m.depth, m.base_width, cfg.optim)
 
 
@@ -332,7 +381,7 @@ def training_signature(cfg: RunConfig | dict[str, Any]) -> str:
     Runs with the same signature are seeds of one training set-up (model, optimiser, data, batch size);
     curves average them, Compare groups them, summaries count them. A stored config (a dict) is accepted
     as it is, so a row whose config no longer parses still gets a stable signature."""
-    d = config_to_dict(cfg) if isinstance(cfg, RunConfig) else dict(cfg)
+    d = _canonical(config_to_dict(cfg) if isinstance(cfg, RunConfig) else dict(cfg))
     d.pop("checkpoint_every", None)
     return json.dumps({k: v for k, v in d.items() if k not in RUN_ONLY_FIELDS}, sort_keys=True,
                       separators=(",", ":"), default=str)
@@ -345,12 +394,34 @@ def variant_label(cfg: RunConfig) -> str:
         if _model_signature(make()) == sig:
             return name
     m, o = cfg.model, cfg.optim
-    parts = [("bn" if m.batchnorm else "nobn"), m.activation, o.name]
+    parts = [_bn_part(m), m.activation, o.name]
     if cfg.experiment == "unet":
         parts.insert(0, m.upsampling)
     if o.lr != 0.01:
         parts.append(f"lr{o.lr:g}")
     return f"{cfg.experiment}/" + "-".join(parts)
+
+
+def _bn_part(m: ModelConfig) -> str:
+    """'nobn', 'bn', or 'bn' plus the non-course BN options joined by '+' (no '-', the label's separator):
+    'bn+after+conv1+fc+affine'."""
+    if not m.batchnorm:
+        return "nobn"
+    return "+".join(["bn", *_BN_TOKENS[m.bn_position], *_BN_TOKENS[m.bn_layers], *(["affine"] if m.bn_affine else [])])
+
+
+_BN_TOKENS: dict[str, list[str]] = {"before": [], "after": ["after"], "conv2-3": [], "conv1-3": ["conv1"],
+                                    "conv2-3+fc": ["fc"], "conv1-3+fc": ["conv1", "fc"]}
+_BN_WORDS: dict[str, str] = {"after": "after the activation", "conv1": "also on conv1",
+                             "fc": "also before the linear layer", "affine": "affine"}
+
+
+def _bn_words(token: str) -> str | None:
+    """'bn' -> 'BN', 'bn+after+fc' -> 'BN (after the activation, also before the linear layer)'; None if unknown."""
+    head, *options = token.split("+")
+    if head != "bn" or any(o not in _BN_WORDS for o in options):
+        return None
+    return "BN" + (f" ({', '.join(_BN_WORDS[o] for o in options)})" if options else "")
 
 
 def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -394,7 +465,7 @@ def run_key(cfg: RunConfig, seed: int) -> str:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"seed={seed!r}: must be a whole number from 0 to {MAX_SEED:,}")
     seed = int(seed)
-    d = config_to_dict(cfg)
+    d = _canonical(config_to_dict(cfg))
     d["checkpoint_every"] = 0
     payload = f"{json.dumps(d, sort_keys=True, separators=(',', ':'))}|seed={seed}|{CODE_VERSION}"
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -53,8 +53,12 @@ def folder_signature(folder: str | os.PathLike) -> tuple[tuple[str, int, int], .
 
 
 def load_cached(folder: str | os.PathLike) -> CachedRuns:
-    """Every readable bundle in `folder`, merged; unreadable ones are reported and skipped."""
+    """Every readable bundle in `folder`, merged; unreadable ones are reported and skipped.
+
+    A run (key) in several bundles is taken from the newest (manifest `created`): a study regenerated piece by
+    piece replaces an older bundle's runs as each new bundle lands, with no run counted twice."""
     loaded, errors = read_bundle_dir(folder) if Path(folder).is_dir() else ([], [])
+    loaded = sorted(loaded, key=lambda b: (str(b.manifest.get("created", "")), b.path.name), reverse=True)
     return CachedRuns(RunTables.concat([b.tables for b in loaded]), _bundle_rows(loaded), errors)
 
 
@@ -70,14 +74,17 @@ def import_cached(store: RunStore, folder: str | os.PathLike) -> tuple[list[str]
 
 
 def _bundle_rows(loaded: list[LoadedBundle]) -> pd.DataFrame:
-    rows = []
+    """One row per bundle (newest first); `replaced` counts its runs that a newer bundle holds too."""
+    rows, seen = [], set()
     for b in loaded:
         runs = b.tables.runs
-        rows.append({"file": b.path.name, "runs": len(runs),
+        keys = set(runs["key"])
+        rows.append({"file": b.path.name, "runs": len(runs), "replaced": len(keys & seen),
                      "experiments": ", ".join(sorted(set(runs["experiment"]))),
                      "variants": ", ".join(sorted(set(runs["variant"]))),
                      "created": b.manifest.get("created", "")})
-    return pd.DataFrame(rows, columns=["file", "runs", "experiments", "variants", "created"])
+        seen |= keys
+    return pd.DataFrame(rows, columns=["file", "runs", "replaced", "experiments", "variants", "created"])
 
 
 # -- bundles as bytes (download, upload) --------------------------------------------------------------------

@@ -46,7 +46,7 @@ from adlapp.store import ACTIVE, FINISHED, RESUMABLE, RunTables
 __all__ = ["Request", "PLACES", "Toggles", "Sizes", "StudyChoice", "registry_names", "variant_config",
            "resolve_dataset", "configure", "parse_seeds", "parse_budgets", "make_requests", "plan",
            "missing_requests", "PLAN_COLUMNS", "CHECKPOINT_FILE", "resumed_epochs", "served_tables", "study_seeds",
-           "seeds_text"]
+           "seeds_text", "SEPARATE_SEED_OFFSET", "separate_budget_runs", "PROTOCOLS"]
 
 Request = tuple[RunConfig, int]                                  # (config, seed): one run asked for
 # Where a requested run is (see `plan`): finished in the store, finished in a cached_runs/ bundle, queued or
@@ -240,6 +240,29 @@ def _size_errors(choice: StudyChoice) -> list[str]:
 
 
 # -- the seeds a study already has --------------------------------------------------------------------------
+# Two ways to measure several training budgets (e.g. the report's 200/400/1000 U-Net epochs):
+#   shared:   one run per seed, tested inside the run at every budget. Cost: the longest budget per seed.
+#             The budgets' scores come from the same runs, so budget-vs-budget tests are paired by seed.
+#   separate: what the report did, one run per budget and seed. Cost: the sum of the budgets per seed
+#             (200+400+1000 = 1.6x the shared cost). Every budget's scores come from independent runs, so
+#             budget-vs-budget tests are unpaired (Welch): less power for the same seeds, no shared noise.
+PROTOCOLS: tuple[str, ...] = ("shared", "separate")
+# Separate runs must not reuse the shared runs' seeds: with the same seed, a 200-epoch run is exactly the
+# first 200 epochs of the 1000-epoch run (same initialisation, same batch order), so it would not be
+# independent at all. Budget i (shortest first) of the shorter budgets uses seed + (i + 1) * 1000.
+SEPARATE_SEED_OFFSET = 1000
+
+
+def separate_budget_runs(cfg: RunConfig, seeds: list[int] | tuple[int, ...], budgets: list[int] | tuple[int, ...]
+                         ) -> list[Request]:
+    """The extra runs the separate protocol needs beside the shared runs (`cfg` trained to the longest budget
+    with its test epochs): one run of each shorter budget per seed, tested at its own end only, on seeds that
+    no other budget uses (see SEPARATE_SEED_OFFSET). The longest budget's runs are the shared runs themselves."""
+    shorter = sorted(set(budgets))[:-1]
+    return [(replace(cfg, epochs=b, eval_at=()), s + (i + 1) * SEPARATE_SEED_OFFSET)
+            for i, b in enumerate(shorter) for s in seeds]
+
+
 def study_seeds(experiment: str, runs: pd.DataFrame) -> list[int]:
     """Seeds of the study in `runs` (e.g. cached_runs/'s run rows): the seeds every registry variant of the
     experiment has a finished run of; the seeds any of them has when none is shared; [] when none."""

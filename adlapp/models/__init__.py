@@ -14,7 +14,8 @@ __all__ = ["CourseCNN", "UNet", "build_model", "describe"]
 def build_model(cfg: RunConfig, num_classes: int = 53, in_channels: int = 3) -> nn.Module:
     m = cfg.model
     if cfg.experiment == "cnn":
-        return CourseCNN(num_classes=num_classes, batchnorm=m.batchnorm, activation=m.activation)
+        return CourseCNN(num_classes=num_classes, batchnorm=m.batchnorm, activation=m.activation,
+                         bn_position=m.bn_position, bn_layers=m.bn_layers, bn_affine=m.bn_affine)
     return UNet(in_channels=in_channels, base_width=m.base_width, depth=m.depth, upsampling=m.upsampling,
                 activation=m.activation, batchnorm=m.batchnorm)
 
