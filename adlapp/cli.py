@@ -19,6 +19,8 @@ from typing import Sequence
 from adlapp import compare_cli, study_report
 from adlapp.config import (
     ACTIVATIONS,
+    BN_LAYERS,
+    BN_POSITIONS,
     EXPERIMENT_INFO,
     EXPERIMENTS,
     LIMITS,
@@ -115,6 +117,12 @@ def _add_train(sub) -> None:
     t.add_argument("--variant", help=f"named variant: {', '.join(VARIANTS)} (or without the prefix)")
     t.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
                    help="BatchNorm2d after conv2 and conv3 (CNN) or in every block (U-Net)")
+    t.add_argument("--bn-position", choices=BN_POSITIONS,
+                   help="CNN with --batchnorm: BN before the activation (the course) or after it")
+    t.add_argument("--bn-layers", choices=BN_LAYERS,
+                   help="CNN with --batchnorm: conv2-3 (the course), also conv1, and/or before the linear layer (+fc)")
+    t.add_argument("--bn-affine", action=argparse.BooleanOptionalAction, default=None,
+                   help="CNN with --batchnorm: learnable BN scale and shift (the course: no)")
     t.add_argument("--optimizer", choices=OPTIMIZERS)
     t.add_argument("--lr", type=_positive_float, help=_default_help("learning rate", lambda c: c.optim.lr))
     t.add_argument("--momentum", type=_finite_float,
@@ -208,7 +216,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         raise CliError("--dataset: empty; give cards, vessels or a folder")
     start = (variant_config(args.variant, args.experiment) if args.variant is not None
              else base_config(args.experiment))
-    toggles = Toggles(batchnorm=args.batchnorm, activation=args.activation, upsampling=args.upsampling,
+    toggles = Toggles(batchnorm=args.batchnorm, bn_position=args.bn_position, bn_layers=args.bn_layers,
+                      bn_affine=args.bn_affine, activation=args.activation, upsampling=args.upsampling,
                       depth=args.depth, base_width=args.base_width, optimizer=args.optimizer, lr=args.lr,
                       momentum=args.momentum, weight_decay=args.weight_decay)
     sizes = Sizes(epochs=args.epochs, eval_at=None if args.eval_at is None else tuple(args.eval_at),

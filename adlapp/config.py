@@ -19,7 +19,7 @@ from typing import Any, Callable, Literal
 __all__ = [
     "CODE_VERSION", "ACTIVATIONS", "UPSAMPLINGS", "OPTIMIZERS", "EXPERIMENTS", "EXPERIMENT_INFO",
     "ExperimentInfo", "BUILTIN_DATASETS", "BN_POSITIONS", "BN_LAYERS", "ADDED_DEFAULTS",
-    "COURSE_NAMES", "display_name", "custom_name", "RUN_ONLY_FIELDS",
+    "COURSE_NAMES", "COURSE_VARIANTS", "QUESTION_NAMES", "display_name", "custom_name", "RUN_ONLY_FIELDS",
     "training_signature", "ConfigError",
     "ModelConfig", "OptimConfig", "DataConfig", "RunConfig", "VARIANTS", "variant", "variant_label",
     "run_key", "config_to_dict", "config_from_dict", "base_config", "LIMITS", "MAX_SEEDS", "MAX_SEED",
@@ -308,10 +308,16 @@ VARIANTS: dict[str, Callable[[], RunConfig]] = {
 # registry variant on every page, chart, table and export.
 COURSE_NAMES: dict[str, str] = {
     "cnn/bn-adam": "BN + Adam", "cnn/adam": "Adam", "cnn/sgd": "SGD",
-    "cnn/bn-sgd": "BN + SGD", "cnn/bn-after-adam": "BN after ELU + Adam",
-    "cnn/bn-all-adam": "BN on every layer + Adam", "cnn/bn-affine-adam": "BN (affine) + Adam",
     "unet/normal": "Normal", "unet/nearest": "Nearest Neighbor", "unet/elu": "Using ELU",
     "unet/nearest-elu": "Nearest and ELU",
+}
+# The variants the report trained (its Figure 1 and U-Net table): what the course figures show and what the
+# pages tick by default. The other registry variants answer the report's open questions.
+COURSE_VARIANTS: tuple[str, ...] = tuple(COURSE_NAMES)
+# Names of the registry variants the report did not train (the open questions), in the same style.
+QUESTION_NAMES: dict[str, str] = {
+    "cnn/bn-sgd": "BN + SGD", "cnn/bn-after-adam": "BN after ELU + Adam",
+    "cnn/bn-all-adam": "BN on every layer + Adam", "cnn/bn-affine-adam": "BN (affine) + Adam",
 }
 
 
@@ -322,7 +328,8 @@ _WORDS = {"elu": "ELU", "relu": "ReLU", "gelu": "GELU", "adam": "Adam", "sgd": "
 def display_name(variant_label_: str) -> str:
     """The one name of a variant on every page, chart, table and export: the course report's name of a
     registry variant ("BN + Adam"), else a readable name of a custom one (`custom_name`), else the label."""
-    return COURSE_NAMES.get(variant_label_) or custom_name(variant_label_) or variant_label_
+    return (COURSE_NAMES.get(variant_label_) or QUESTION_NAMES.get(variant_label_) or custom_name(variant_label_)
+            or variant_label_)
 
 
 def custom_name(variant_label_: str) -> str | None:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from adlapp.config import (
     BUILTIN_DATASETS,
+    COURSE_VARIANTS,
     EXPERIMENT_INFO,
     LIMITS,
     VARIANTS,
@@ -70,6 +71,9 @@ def _decimal(x: float | None) -> float | None:
 class Toggles:
     """Model and optimizer settings to apply on top of a config; None leaves the config's value."""
     batchnorm: bool | None = None
+    bn_position: str | None = None         # CNN with batch-norm: "before" / "after" the activation
+    bn_layers: str | None = None           # CNN with batch-norm: see adlapp.config.BN_LAYERS
+    bn_affine: bool | None = None          # CNN with batch-norm: learnable scale and shift
     activation: str | None = None
     upsampling: str | None = None
     depth: int | None = None
@@ -81,7 +85,8 @@ class Toggles:
 
     def apply(self, cfg: RunConfig) -> RunConfig:
         model = _given(batchnorm=self.batchnorm, activation=self.activation, upsampling=self.upsampling,
-                       depth=self.depth, base_width=self.base_width)
+                       depth=self.depth, base_width=self.base_width, bn_position=self.bn_position,
+                       bn_layers=self.bn_layers, bn_affine=self.bn_affine)
         optim = _given(name=self.optimizer, lr=_decimal(self.lr), momentum=_decimal(self.momentum),
                        weight_decay=_decimal(self.weight_decay))
         return replace(cfg, model=replace(cfg.model, **model), optim=replace(cfg.optim, **optim))
@@ -162,6 +167,12 @@ class StudyChoice:
     n_train: int | None = None                       # vessels
     image_size: int | None = None                    # vessels / segmentation folders
     batch_size: int | None = None
+    # A learning rate per optimiser, (("adam", 0.01), ("sgd", 0.1)): applied after `common` to every variant
+    # that trains with that optimiser, so Adam and SGD can each run at their own tuned rate.
+    lrs: tuple[tuple[str, float], ...] = ()
+    # How several budgets are measured (PROTOCOLS): "shared" one run per seed tested at every budget,
+    # "separate" also one run per shorter budget and seed, as the course report did.
+    protocol: str = "shared"
 
 
 def parse_budgets(text: str) -> tuple[list[int], str | None]:
@@ -191,12 +202,19 @@ def make_requests(choice: StudyChoice) -> tuple[list[Request], list[str]]:
     errors = seed_errors + budget_errors + _size_errors(choice) + dataset_errors + variant_errors
     if errors:
         return [], errors
+    if choice.protocol not in PROTOCOLS:
+        return [], [f"Protocol {choice.protocol!r}: must be one of {', '.join(PROTOCOLS)}."]
+    lrs = dict(choice.lrs)
     try:
         configs = [configure(cfg, choice.common, _sizes(choice, budgets), dataset) for cfg in starts]
+        configs = [Toggles(lr=lrs[c.optim.name]).apply(c) if c.optim.name in lrs else c for c in configs]
     except ConfigError as e:
         return [], [f"Invalid setting: {e}"]
     unique = list(dict.fromkeys(configs))      # a custom variant equal to a named one is asked for once
-    return [(cfg, s) for cfg in unique for s in seeds], []
+    requests = [(cfg, s) for cfg in unique for s in seeds]
+    if choice.protocol == "separate" and len(budgets) > 1:
+        requests += [r for cfg in unique for r in separate_budget_runs(cfg, seeds, budgets)]
+    return requests, []
 
 
 def _seeds(choice: StudyChoice) -> tuple[list[int], list[str]]:
@@ -231,15 +249,16 @@ def _size_errors(choice: StudyChoice) -> list[str]:
                                ("Image size", choice.image_size, "image_size")):
         if value is not None and not 1 <= value <= LIMITS[limit]:
             errors.append(f"{name} = {value:,}: must be from 1 to {LIMITS[limit]:,}.")
-    for toggles in (choice.common, *choice.custom):
-        lr = toggles.lr
+    named = [(None, t.lr) for t in (choice.common, *choice.custom)] + [(o, lr) for o, lr in choice.lrs]
+    for optimizer, lr in named:
         if lr is not None and (not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0):
-            errors.append(f"Learning rate = {lr:g}: must be a positive number, e.g. 0.01.")
+            what = f"{optimizer.upper() if optimizer == 'sgd' else optimizer.title()} learning rate" if optimizer \
+                else "Learning rate"
+            errors.append(f"{what} = {lr:g}: must be a positive number, e.g. 0.01.")
             break
     return errors
 
 
-# -- the seeds a study already has --------------------------------------------------------------------------
 # Two ways to measure several training budgets (e.g. the report's 200/400/1000 U-Net epochs):
 #   shared:   one run per seed, tested inside the run at every budget. Cost: the longest budget per seed.
 #             The budgets' scores come from the same runs, so budget-vs-budget tests are paired by seed.
@@ -263,12 +282,13 @@ def separate_budget_runs(cfg: RunConfig, seeds: list[int] | tuple[int, ...], bud
             for i, b in enumerate(shorter) for s in seeds]
 
 
+# -- the seeds a study already has --------------------------------------------------------------------------
 def study_seeds(experiment: str, runs: pd.DataFrame) -> list[int]:
     """Seeds of the study in `runs` (e.g. cached_runs/'s run rows): the seeds every registry variant of the
     experiment has a finished run of; the seeds any of them has when none is shared; [] when none."""
     if not len(runs) or not {"variant", "seed", "status"} <= set(runs.columns):
         return []
-    names = registry_names(experiment)
+    names = [n for n in registry_names(experiment) if n in COURSE_VARIANTS]
     done = runs[runs["variant"].isin(names) & runs["status"].isin(FINISHED)]
     per_variant = [set(g.astype(int)) for _, g in done.groupby("variant")["seed"]]
     if not per_variant:

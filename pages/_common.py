@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from adlapp import charts, compare, datacards, estimate, exports, library, live, metrics, planning, report
-from adlapp.config import display_name
+from adlapp.config import COURSE_VARIANTS, display_name
 from adlapp.devices import training_device
 from adlapp.jobs import Backend, LocalProcessBackend, default_concurrency
 from adlapp.store import ACTIVE, ERROR_STATUSES, RunStore, RunTables
@@ -147,10 +147,11 @@ def seeds_input(experiment: str) -> str:
 
 
 def variant_checkboxes(experiment: str) -> list[str]:
-    """One checkbox per registry variant of the experiment, all ticked by default; the ticked names."""
+    """One checkbox per registry variant of the experiment, the course's ticked by default (the others answer
+    the report's open questions, see the Compare page); the ticked names."""
     return [n for n in planning.registry_names(experiment)
-            if st.checkbox(f"{display_name(n)} (`{n}`)", value=True, key=f"{experiment}_v_{n.split('/')[1]}",
-                           **KEEP)]
+            if st.checkbox(f"{display_name(n)} (`{n}`)" + ("" if n in COURSE_VARIANTS else " · open question"),
+                           value=n in COURSE_VARIANTS, key=f"{experiment}_v_{n.split('/')[1]}", **KEEP)]
 
 
 def launch_or_load(choice: planning.StudyChoice, extra=None) -> None:

@@ -1,7 +1,7 @@
 """CNN: choose variants, seeds, epochs and data; see what exists; train only what is missing; watch it learn."""
 import streamlit as st
 
-from adlapp.config import ACTIVATIONS, EXPERIMENT_INFO, LIMITS, OPTIMIZERS, base_config
+from adlapp.config import ACTIVATIONS, BN_LAYERS, BN_POSITIONS, EXPERIMENT_INFO, LIMITS, OPTIMIZERS, base_config
 from adlapp.planning import StudyChoice, Toggles
 from pages import _common as ui
 
@@ -19,11 +19,28 @@ with left:
     names = ui.variant_checkboxes("cnn")
     with st.expander("Custom variant"):
         custom_on = st.checkbox("add a custom variant", key="cnn_custom_on", **ui.KEEP)
-        custom = Toggles(batchnorm=st.toggle("batch-norm", key="cnn_custom_bn", **ui.KEEP),
-                         optimizer=st.selectbox("optimizer", OPTIMIZERS, key="cnn_custom_opt", **ui.KEEP))
+        bn = st.toggle("batch-norm", key="cnn_custom_bn", **ui.KEEP)
+        placement = {}
+        if bn:       # where BN goes: the report's open question (its choice: before the activation, conv2-3)
+            placement = dict(
+                bn_position=st.radio("BN relative to the activation", BN_POSITIONS, horizontal=True,
+                                     key="cnn_custom_bn_position", **ui.KEEP,
+                                     help="before: conv → BN → ELU (the course); after: conv → ELU → BN"),
+                bn_layers=st.selectbox("layers with BN", BN_LAYERS, key="cnn_custom_bn_layers", **ui.KEEP,
+                                       help="conv2-3 is the course's; conv1-3 also normalises the first conv; "
+                                            "+fc adds BatchNorm1d on the 512 features before the linear layer"),
+                bn_affine=st.toggle("affine BN (learnable scale and shift)", key="cnn_custom_bn_affine",
+                                    **ui.KEEP, help="The course used affine=False."))
+        custom = Toggles(batchnorm=bn, optimizer=st.selectbox("optimizer", OPTIMIZERS, key="cnn_custom_opt", **ui.KEEP),
+                         **placement)
 with right:
-    lr = st.number_input("learning rate (all variants)", value=BASE.optim.lr, step=0.001, format="%g", key="cnn_lr",
-                         help="A positive number, e.g. 0.01 (the course's).", **ui.KEEP)
+    lr_cols = st.columns(2)
+    lrs = tuple((opt, lr_cols[i].number_input(
+        f"learning rate: {'Adam' if opt == 'adam' else 'SGD'}", value=BASE.optim.lr, step=0.001, format="%g",
+        key=f"cnn_lr_{opt}", **ui.KEEP,
+        help="A positive number. The course kept Adam and SGD at the same 0.01; each optimiser may have its own "
+             "best rate (the lr-sweep question on the Compare page)."))
+        for i, opt in enumerate(OPTIMIZERS))
     activation = st.selectbox("activation", ACTIVATIONS, index=ACTIVATIONS.index(BASE.model.activation),
                               key="cnn_activation", **ui.KEEP)
     seeds_text = ui.seeds_input("cnn")
@@ -40,6 +57,6 @@ with right:
 
 choice = StudyChoice(
     "cnn", variants=tuple(names), custom=(custom,) if custom_on else (),
-    common=Toggles(lr=lr, activation=activation), seeds=seeds_text, epochs=int(epochs),
+    common=Toggles(activation=activation), lrs=lrs, seeds=seeds_text, epochs=int(epochs),
     dataset=dataset, train_per_class=int(per_class), batch_size=int(batch))
 ui.launch_or_load(choice)

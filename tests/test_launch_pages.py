@@ -184,8 +184,8 @@ def test_after_train_the_plan_and_button_show_training(app_env, no_trainers):
 
 # -- 4 and 6. invalid input disables launching and says why ---------------------------------------------------
 @pytest.mark.parametrize("widget,value,message", [
-    ("cnn_lr", -0.5, "Learning rate = -0.5: must be a positive number"),
-    ("cnn_lr", 0.0, "Learning rate = 0: must be a positive number"),
+    ("cnn_lr_adam", -0.5, "Adam learning rate = -0.5: must be a positive number"),
+    ("cnn_lr_sgd", 0.0, "SGD learning rate = 0: must be a positive number"),
     ("cnn_epochs", 100_000_000, "Epochs = 100,000,000: at most 100,000 epochs"),
     ("cnn_seeds", "1000", "at most 100"),
     ("cnn_seeds", "0", "at least 1"),
@@ -275,10 +275,29 @@ def test_custom_variants_have_one_readable_name(app_env):
     at.toggle(key="cnn_custom_bn").set_value(True)
     at.selectbox(key="cnn_custom_opt").set_value("sgd")
     at.selectbox(key="cnn_activation").set_value("relu")
-    at.number_input(key="cnn_lr").set_value(0.005)
+    at.number_input(key="cnn_lr_sgd").set_value(0.005)
     at.run()
     assert not at.exception, at.exception
     assert set(at.dataframe[0].value["variant"]) == {"Custom: BN + SGD, lr 0.005, ReLU"}
+
+
+def test_each_optimiser_trains_at_its_own_learning_rate_and_bn_placement_is_a_custom_variant(app_env):
+    """The lr fields are per optimiser (the report kept both at 0.01; SGD may need another), and the BN
+    placement toggles make a custom variant whose name says where BN goes."""
+    at = page("cnn")
+    at.checkbox(key="cnn_v_bn-adam").uncheck()
+    at.number_input(key="cnn_lr_sgd").set_value(0.1)
+    at.run()
+    variants = set(at.dataframe[0].value["variant"])
+    assert variants == {"Adam", "Custom: SGD, lr 0.1, ELU"}, variants
+    at.checkbox(key="cnn_custom_on").check()
+    at.toggle(key="cnn_custom_bn").set_value(True).run()
+    at.radio(key="cnn_custom_bn_position").set_value("after")
+    at.selectbox(key="cnn_custom_bn_layers").set_value("conv1-3+fc")
+    at.run()
+    assert not at.exception, at.exception
+    assert "Custom: BN (after the activation, also on conv1, also before the linear layer) + Adam, lr 0.01, ELU" \
+        in set(at.dataframe[0].value["variant"])
 
 
 def test_seeds_field_says_count_or_list_and_echoes_the_seeds(app_env):

@@ -17,11 +17,11 @@ from streamlit.testing.v1 import AppTest
 
 from adlapp import compare as cmp
 from adlapp import report
-from adlapp.config import COURSE_NAMES, VARIANTS
+from adlapp.config import VARIANTS, display_name
 from adlapp.store import RunTables
 
 APP = str(ROOT / "app.py")
-NAMES = set(COURSE_NAMES.values())
+NAMES = {display_name(v) for v in VARIANTS}
 
 
 def app() -> AppTest:
@@ -91,7 +91,7 @@ def test_one_colour_per_variant_on_every_page(app_env, course_bundles, monkeypat
     assert set(colour) == NAMES                                        # every registry variant was drawn
     assert all(len(c) == 1 for c in colour.values()), colour           # ... in one colour everywhere
     for exp in ("cnn", "unet"):                                        # and variants side by side differ
-        mine = [colour[COURSE_NAMES[v]].pop() for v in VARIANTS if v.startswith(exp + "/")]
+        mine = [colour[display_name(v)].pop() for v in VARIANTS if v.startswith(exp + "/")]
         assert len(set(mine)) == len(mine)
 
 
