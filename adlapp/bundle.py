@@ -713,6 +713,18 @@ def _bundle_weights(bundle: LoadedBundle) -> Callable[[list[str]], Iterator[tupl
     return files
 
 
+def read_weights(bundle: LoadedBundle, key: str, epoch: int) -> bytes:
+    """The safetensors bytes of one run's weights at one epoch in a bundle `read_bundle` accepted, read again
+    from the zip with its size cap and compared with the manifest checksum. BundleError when the bundle does
+    not carry them or the file changed."""
+    member = bundle.weights.get(key, {}).get(int(epoch))
+    if member is None:
+        raise BundleError(f"{bundle.path}: no weights for run {key} at epoch {epoch}")
+    one = dataclasses.replace(bundle, weights={key: {int(epoch): member}})
+    (_, _, blob), = list(_bundle_weights(one)([key]))
+    return blob
+
+
 def read_bundle_dir(folder: str | Path) -> tuple[list[LoadedBundle], list[str]]:
     """Every `*.zip` bundle in `folder`, sorted by name, and one error line per unreadable one (skipped)."""
     loaded, errors = [], []

@@ -50,7 +50,7 @@ __all__ = [
     "one_per_seed",
     "runs_frame", "test_summary", "options", "Selection", "Preset", "PRESETS", "default_preset", "resolve",
     "restrict", "Group", "Gap", "extract_groups", "run_health", "series_health", "chance_levels", "baselines",
-    "family_of", "pairing",
+    "family_of", "pairing", "BUDGET_RULES", "has_budget_protocols",
     "Comparison", "compare_groups", "analyse", "SeedSpread", "seed_spread", "overfitting",
     "PowerPlan", "power_plan", "SeedPlan", "missing_seeds", "seed_requests", "CurveTest", "curve_test",
     "Finding", "READING", "course_study",
@@ -206,6 +206,7 @@ class Selection:
     cross: bool = False               # also different series at different epochs, in a family of their own
     exclude_flagged: bool = False     # leave out runs adlapp.health flags (collapsed, exploded) at that epoch
     pair_seeds: bool = False          # pair different series by seed (common random numbers): paired t
+    protocol: str = "all"             # which runs score a budget: see BUDGET_RULES
 
 
 @dataclass(frozen=True)
@@ -219,13 +220,13 @@ PRESETS: dict[str, Preset] = {
     "Course: CNN optimisers & BN": Preset(
         Selection("cnn", ("cnn/bn-adam", "cnn/adam", "cnn/sgd"), (200,), "test_acc")),
     "Course: U-Net variants at 200/400/1000": Preset(
-        Selection("unet", _UNET4, (200, 400, 1000), "test_pixel_acc"), "every"),
-    "Course: normal 200 vs 1000": Preset(Selection("unet", ("unet/normal",), (200, 1000), "test_pixel_acc"),
-                                         "ends"),
+        Selection("unet", _UNET4, (200, 400, 1000), "test_pixel_acc", protocol="shared"), "every"),
+    "Course: normal 200 vs 1000": Preset(Selection("unet", ("unet/normal",), (200, 1000), "test_pixel_acc",
+                                                   protocol="shared"), "ends"),
     # The report: "when running fewer epochs the ELU activation gives a significantly lower final test-loss
     # across the board". ELU vs ReLU for each upsampling at the smallest budget; Δ = ELU − ReLU.
     "Course: ELU vs ReLU test loss at 200": Preset(
-        Selection("unet", _UNET4, (200,), "test_loss",
+        Selection("unet", _UNET4, (200,), "test_loss", protocol="shared",
                   pairs=(("unet/elu", "unet/normal"), ("unet/nearest-elu", "unet/nearest"))), "first"),
 }
 
@@ -274,6 +275,36 @@ def restrict(sel: Selection, opts: dict[str, dict[str, list]]) -> Selection | No
     return replace(sel, variants=variants, epochs=tuple(e for e in sel.epochs if e in avail["epochs"]),
                    metric=sel.metric if sel.metric in keys else keys[0],
                    pairs=tuple(p for p in sel.pairs if set(p) <= set(variants)))
+
+
+# Which runs of a series score it at an evaluation epoch E (adlapp.planning.PROTOCOLS says what each costs):
+#   all:      every finished run scored at E (its own end, or a test epoch inside a longer run);
+#   shared:   only the series' longest runs, scored inside the run: the budgets are the same runs, paired;
+#   separate: only runs trained exactly E epochs: every budget from its own runs, as the course report did.
+# With one run length per series (the CNN study) the three are the same.
+BUDGET_RULES: tuple[str, ...] = ("all", "shared", "separate")
+
+
+def _budget_rows(rows: list[dict[str, Any]], epoch: int, protocol: str) -> list[dict[str, Any]]:
+    if protocol == "shared":
+        longest = max((r["epochs"] for r in rows), default=0)
+        return [r for r in rows if r["epochs"] == longest]
+    if protocol == "separate":
+        return [r for r in rows if r["epochs"] == epoch]
+    if protocol != "all":
+        raise ValueError(f"protocol={protocol!r}: must be one of {', '.join(BUDGET_RULES)}")
+    return rows
+
+
+def has_budget_protocols(tables: RunTables, experiment: str) -> bool:
+    """Do some series hold runs of different lengths that score one epoch (so the protocols differ)?"""
+    runs = runs_frame(tables, experiment)
+    runs = runs[runs["status"].isin(FINISHED)]
+    for _, g in runs.groupby("series"):
+        lengths = set(g["epochs"])
+        if len(lengths) > 1 and any(e in t for e in lengths for t in g["test_epochs"] if e < max(t)):
+            return True
+    return False
 
 
 # -- groups ----------------------------------------------------------------------------------------------------
@@ -339,7 +370,8 @@ def _covers(row: dict[str, Any], m: Metric, epoch: int) -> bool:
 
 
 def extract_groups(tables: RunTables, experiment: str, variants: Sequence[str], epochs: Sequence[int],
-                   metric_: Metric | str, exclude_flagged: bool = False) -> tuple[list[Group], list[Gap]]:
+                   metric_: Metric | str, exclude_flagged: bool = False, protocol: str = "all"
+                   ) -> tuple[list[Group], list[Gap]]:
     """One group per (variant, series, epoch), in that order, plus the gaps the page reports.
 
     Finished runs (done, diverged) scored at the epoch belong to the group; a diverged one without a value
@@ -349,6 +381,7 @@ def extract_groups(tables: RunTables, experiment: str, variants: Sequence[str], 
     Every run is checked by adlapp.health over its epochs up to the group's epoch; flagged runs (collapsed,
     exploded, diverged) are listed in `Group.flags` and, with `exclude_flagged`, collapsed and exploded ones
     are left out of `values` and counted in `n_flagged_out` (a diverged run is NaN either way).
+    `protocol` (BUDGET_RULES) chooses which runs of a series score each epoch.
     """
     m = _metric(metric_)
     runs = runs_frame(tables, experiment)
@@ -364,7 +397,8 @@ def extract_groups(tables: RunTables, experiment: str, variants: Sequence[str], 
             rows = mine[mine["series"] == series].to_dict("records")
             for e in epochs:
                 label = f"{series} @ {e}" if multi else series
-                group, gap = _group(rows, v, series, e, label, m, values, health_at[e], exclude_flagged)
+                group, gap = _group(_budget_rows(rows, e, protocol), v, series, e, label, m, values, health_at[e],
+                                    exclude_flagged)
                 gaps += [gap] if gap else []
                 groups += [group] if group else []
     return groups, gaps
@@ -612,7 +646,8 @@ def analyse(tables: RunTables, sel: Selection, correction: stats.Correction = "h
             alpha: float = ALPHA) -> Comparison:
     """The Compare page's, the Home reading's and the `compare` CLI's one analysis: the selection's groups,
     pairs and families."""
-    groups, gaps = extract_groups(tables, sel.experiment, sel.variants, sel.epochs, sel.metric, sel.exclude_flagged)
+    groups, gaps = extract_groups(tables, sel.experiment, sel.variants, sel.epochs, sel.metric, sel.exclude_flagged,
+                                  sel.protocol)
     return compare_groups(groups, correction, alpha, sel.pairs, sel.cross, gaps, sel.metric, sel.pair_seeds)
 
 
