@@ -1,6 +1,6 @@
 """`python -m adlapp …`: the headless entry point (GPU servers, scripts, producing cached_runs/).
 
-Commands: train, resume, runs, cancel, export, import, worker, compare (adlapp.compare_cli), report
+Commands: train, resume, continue, runs, cancel, export, import, worker, compare (adlapp.compare_cli), report
 (adlapp.study_report). Every bad argument exits non-zero with one clear line, and is refused before the store is
 touched. torch is imported only by the commands that train. `train` and `resume` train in this process; `cancel`
 and `worker` go through the job queue (adlapp.jobs), as the app does.
@@ -16,7 +16,7 @@ import sqlite3
 import sys
 from typing import Sequence
 
-from adlapp import compare_cli, study_report
+from adlapp import bench, compare_cli, study_report
 from adlapp.config import (
     ACTIVATIONS,
     BN_LAYERS,
@@ -103,8 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m adlapp",
                                 description="adlapp: train variants with several seeds and compare them honestly.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_resume, _add_runs, _add_cancel, _add_export, _add_import, _add_worker,
-                compare_cli.add_parser, study_report.add_parser):
+    for add in (_add_train, _add_resume, _add_continue, _add_runs, _add_cancel, _add_export, _add_import,
+                _add_worker, compare_cli.add_parser, study_report.add_parser, bench.add_parser):
         add(sub)
     return p
 
@@ -161,6 +161,23 @@ def _add_resume(sub) -> None:
     _add_device(u, threads_help="torch CPU threads for runs that start afresh")
     u.add_argument("--checkpoint-every", type=int, default=None, help="as for train")
     u.add_argument("--store")
+
+
+def _add_continue(sub) -> None:
+    c = sub.add_parser("continue", help="train a done run for N more epochs, as a new run that shares its history",
+                       description="Continue a done run for N more epochs from its last checkpoint. The result is a "
+                                   "new run (the parent is left as it is): the same config and seed with E+N epochs, "
+                                   "test-scored at the parent's test epochs, equal to a fresh run of E+N epochs. A "
+                                   "parent without a checkpoint (e.g. imported from a bundle) is trained again from "
+                                   "epoch 1, and the new run's notes say so.")
+    c.add_argument("key", metavar="KEY", help="the done run's id (see `runs`)")
+    c.add_argument("--epochs", type=_positive_int, required=True, metavar="N", help="how many more epochs")
+    c.add_argument("--queue", action="store_true",
+                   help="only queue the new run, for the app's trainer processes (or `worker`)")
+    _add_device(c, threads_help="torch CPU threads when the run trains from epoch 1 (one continued from a "
+                                "checkpoint uses the thread count it started with)")
+    c.add_argument("--checkpoint-every", type=int, default=None, help="as for train")
+    c.add_argument("--store")
 
 
 def _add_runs(sub) -> None:
@@ -331,6 +348,38 @@ def _cmd_resume(args: argparse.Namespace) -> int:
             return 130
         finals.append(final)
     return 1 if "failed" in finals else 0
+
+
+def _cmd_continue(args: argparse.Namespace) -> int:
+    """Queue the continuation (RunStore.continue_run), then train it in the foreground unless --queue."""
+    _check_checkpoint_every(args.checkpoint_every)
+    if not args.queue:
+        _prepare_training(args.device, args.threads)
+    store = RunStore(args.store)
+    store.mark_stale()
+    child = store.continue_run(args.key, args.epochs, command=_command_line())
+    what = (f"{child.key} seed={child.seed} (run {child.parent} continued to {child.epochs} epochs, "
+            + (f"from its checkpoint at epoch {child.from_epoch})" if child.from_checkpoint
+               else "trained again from epoch 1: the parent kept no checkpoint)"))
+    if child.status in FINISHED:
+        print(f"{what}: already {child.status}, not trained again", file=sys.stderr)
+        return 0
+    if not child.queued_now:
+        print(f"{what}: already {child.status}", file=sys.stderr)
+        return 0
+    if args.queue:
+        print(f"{what}: queued for the trainer processes", file=sys.stderr)
+        return 0
+    claimed = store.claim(child.key)
+    if claimed is None:
+        print(f"{what}: taken by another process, skipped", file=sys.stderr)
+        return 0
+    from adlapp.runner import TerminationFlag  # imports torch: only when training
+
+    _, cfg, seed = claimed
+    final = _run_in_foreground(store, child.key, cfg, seed, args, TerminationFlag())
+    print(f"{what}: {final}", file=sys.stderr)
+    return 130 if final == "cancelled" else 1 if final == "failed" else 0
 
 
 def _check_resumable(store: RunStore, keys: list[str]) -> None:
@@ -506,9 +555,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"train": _cmd_train, "resume": _cmd_resume, "runs": _cmd_runs, "cancel": _cmd_cancel,
-             "export": _cmd_export, "import": _cmd_import, "worker": _cmd_worker, "compare": compare_cli.run,
-             "report": study_report.run}
+_COMMANDS = {"train": _cmd_train, "resume": _cmd_resume, "continue": _cmd_continue, "runs": _cmd_runs,
+             "cancel": _cmd_cancel, "export": _cmd_export, "import": _cmd_import, "worker": _cmd_worker,
+             "compare": compare_cli.run,
+             "report": study_report.run, "bench": bench.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -517,7 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except (CliError, ConfigError, StoreError, BundleError, KeyError, compare_cli.CompareError,
-            study_report.ReportError) as e:
+            study_report.ReportError, bench.BenchError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"python -m adlapp {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ import pandas as pd
 
 from adlapp import datacards, health, stats
 from adlapp.config import (
+    COURSE_VARIANTS,
     EXPERIMENT_INFO,
     EXPERIMENTS,
     RUN_ONLY_FIELDS,
@@ -50,7 +51,7 @@ __all__ = [
     "one_per_seed",
     "runs_frame", "test_summary", "options", "Selection", "Preset", "PRESETS", "default_preset", "resolve",
     "restrict", "Group", "Gap", "extract_groups", "run_health", "series_health", "chance_levels", "baselines",
-    "family_of", "pairing", "BUDGET_RULES", "has_budget_protocols",
+    "family_of", "pairing", "BUDGET_RULES", "has_budget_protocols", "course_tables",
     "Comparison", "compare_groups", "analyse", "SeedSpread", "seed_spread", "overfitting",
     "PowerPlan", "power_plan", "SeedPlan", "missing_seeds", "seed_requests", "CurveTest", "curve_test",
     "Finding", "READING", "course_study",
@@ -294,6 +295,20 @@ def _budget_rows(rows: list[dict[str, Any]], epoch: int, protocol: str) -> list[
     if protocol != "all":
         raise ValueError(f"protocol={protocol!r}: must be one of {', '.join(BUDGET_RULES)}")
     return rows
+
+
+def course_tables(tables: RunTables) -> RunTables:
+    """The runs that reproduce the report's own study: the variants it trained (config.COURSE_VARIANTS), and per
+    series only its longest runs (one run per seed, scored at every budget, as the course figures are drawn),
+    so that question-answering runs (other variants, separate budget runs, lr sweeps) never enter Figure 1 or
+    the course table."""
+    keys: set[str] = set()
+    for exp in EXPERIMENTS:
+        runs = runs_frame(tables, exp)
+        runs = runs[runs["variant"].isin(COURSE_VARIANTS)]
+        for _, g in runs.groupby("series", sort=False):
+            keys |= set(g.loc[g["epochs"] == g["epochs"].max(), "key"])
+    return tables.select(keys)
 
 
 def has_budget_protocols(tables: RunTables, experiment: str) -> bool:

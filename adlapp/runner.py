@@ -21,7 +21,7 @@ from adlapp import weights
 from adlapp.config import EXPERIMENT_INFO, RunConfig, check_run_key
 from adlapp.data import DataError, load_data, skipped_summary
 from adlapp.provenance import git_commit, library_versions
-from adlapp.store import FINISHED, RunStore
+from adlapp.store import CONTINUABLE, FINISHED, RunStore
 from adlapp.train import EpochReport, checkpoint_state, device_name, resolve_device, train
 
 __all__ = ["run_claimed", "TerminationFlag"]
@@ -107,11 +107,13 @@ def _weights_writer(store: RunStore, key: str) -> Callable[[int, dict], None]:
 
 
 def _finish(store: RunStore, key: str, result, ckpt_dir: Path) -> None:
-    """Record the final status; a finished run needs no checkpoint (its weights folder is elsewhere, kept)."""
+    """Record the final status. A done run keeps its last-epoch checkpoint: it is what lets the run be continued
+    for more epochs (RunStore.continue_run) exactly. A diverged run cannot be continued, so its checkpoint
+    goes (its weights folder is elsewhere, kept)."""
     store.finish(key, result.status, diverged_epoch=result.diverged_epoch,
                  error=(f"training loss became non-finite at epoch {result.diverged_epoch}"
                         if result.status == "diverged" else None))
-    if result.status in FINISHED:
+    if result.status in FINISHED and result.status != CONTINUABLE:
         for f in ckpt_dir.glob("*"):
             f.unlink(missing_ok=True)
 
@@ -125,7 +127,9 @@ def _match_resume_conditions(store: RunStore, key: str, row: dict, ckpt: dict | 
     if threads and int(threads) != torch.get_num_threads():
         note += f" with {int(threads)} thread(s) as it started (this trainer uses {torch.get_num_threads()})"
         torch.set_num_threads(int(threads))
-    before = _present(row.get("device"))
+    # The checkpoint names the device it was written on; the row's is the last start's, and a continued run's
+    # row has none before it starts (its checkpoint is its parent's).
+    before = ckpt.get("device") or _present(row.get("device"))
     if before and before != device:
         note += (f"; it started on {before} and continues on {device}, so its numbers differ from an "
                  "uninterrupted run's")

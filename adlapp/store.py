@@ -22,13 +22,14 @@ import socket
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
 
 from adlapp.config import (
+    LIMITS,
     ConfigError,
     RunConfig,
     check_run_key,
@@ -42,7 +43,8 @@ from adlapp.processes import pid_alive
 from adlapp.weights import epoch_of, file_name
 
 __all__ = ["RunStore", "RunTables", "STATUSES", "FINISHED", "ACTIVE", "RESUMABLE", "ERROR_STATUSES", "RUN_COLUMNS",
-           "OPTIONAL_RUN_COLUMNS", "default_store_dir", "StoreError"]
+           "OPTIONAL_RUN_COLUMNS", "CONTINUABLE", "CHECKPOINT_FILE", "Continuation", "default_store_dir",
+           "StoreError"]
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "diverged", "interrupted", "importing")
 FINISHED = ("done", "diverged")              # a finished run is a result; it is never retrained
@@ -50,6 +52,8 @@ ACTIVE = ("queued", "running")
 RESUMABLE = ("failed", "cancelled", "interrupted")   # asked for again, these continue from their checkpoint
 ERROR_STATUSES = ("failed", "diverged")      # ended with an error message a user should read (training's own)
 IMPORTING = "importing"                      # rows of a bundle import in progress: reserved, not yet a result
+CONTINUABLE = "done"                         # the one status that may be continued for more epochs (continue_run)
+CHECKPOINT_FILE = "last.pt"                  # adlapp.train's checkpoint in checkpoint_dir(key), looked at without torch
 STALE_AFTER_S = 120.0                        # heartbeat age after which a run on another host is presumed dead
 LOCK_WAIT_S = 900.0                          # a writer waits this long for the write lock before giving up
 IMPORT_CHUNK_ROWS = 20_000                   # metric rows per import transaction: the write lock is held ~50 ms
@@ -99,6 +103,22 @@ class StoreError(RuntimeError):
 def default_store_dir(explicit: str | os.PathLike | None = None) -> Path:
     """`--store DIR`, else $ADLAPP_STORE, else ./runs/."""
     return Path(explicit or os.environ.get("ADLAPP_STORE") or "runs")
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """What `RunStore.continue_run` did. `queued_now`: this call queued the child (`status` "queued"); else
+    `status` is the one it already had (done: it is already there; queued or running: on its way).
+    `from_checkpoint`: it picks up at the parent's last epoch; False: it trains from epoch 1 (the parent kept
+    no checkpoint, e.g. it was imported from a bundle)."""
+    key: str
+    status: str
+    queued_now: bool
+    parent: str
+    seed: int
+    from_epoch: int          # the parent's last epoch
+    epochs: int              # the child's: from_epoch + the epochs asked for
+    from_checkpoint: bool
 
 
 @dataclass(frozen=True)
@@ -238,15 +258,90 @@ class RunStore:
             row = db.execute("SELECT status FROM runs WHERE key=?", (key,)).fetchone()
             if row and row[0] in FINISHED + ACTIVE + (IMPORTING,):
                 return key, row[0]
-            if row:
-                db.execute("UPDATE runs SET status='queued', error=NULL, cancel_requested=0, pid=NULL, "
-                           "finished=NULL, created=? WHERE key=?", (now, key))
-            else:
-                db.execute("INSERT INTO runs (key, experiment, variant, config, seed, epochs, status, command, "
-                           "source, created) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                           (key, cfg.experiment, variant_label(cfg), json.dumps(config_to_dict(cfg)),
-                            int(seed), cfg.epochs, "queued", command, source, now))
+            _queue(db, key, cfg, seed, command, source, now, exists=row is not None)
         return key, "queued"
+
+    def continue_run(self, parent: str, more_epochs: int, command: str = "") -> Continuation:
+        """Queue the continuation of the done run `parent` for `more_epochs` more epochs, as a NEW run.
+
+        The child is the parent's config and seed with `epochs = E + more_epochs` and `eval_at` = the parent's
+        test epochs (its last epoch E stays a test epoch): exactly the run key of a fresh request for that many
+        epochs scored at those epochs, which it equals. The learning rate is constant and the batch order comes
+        from the generator saved in the checkpoint, so picking up from the parent's last-epoch checkpoint
+        (copied, with the parent's weights files, into the child's folders; the trainer replays its history
+        into the store) gives exactly the numbers training E + N epochs from scratch would. A parent without
+        a checkpoint (imported from a bundle, or finished before done runs kept one) makes a child that trains
+        from epoch 1; its first E epochs repeat the parent's only on the same device and thread count, and
+        its note says so. The parent is never changed.
+
+        A child that already exists is returned with its status (done: already there; queued or running:
+        already on its way); a failed, cancelled or interrupted one is queued again and resumes from its own
+        checkpoint, else from the parent's. KeyError: unknown parent; StoreError: the parent is not done (or
+        its stored row is not a valid run); ConfigError: `more_epochs` outside 1 to LIMITS["epochs"] - E.
+        """
+        with self._connect() as db:
+            row = db.execute("SELECT status, config, seed, device, threads FROM runs WHERE key=?",
+                             (parent,)).fetchone()
+        if row is None:
+            raise KeyError(f"run {parent}: not in the store {self.db_path}")
+        status, config_json, seed, device, threads = row
+        if status != CONTINUABLE:
+            raise StoreError(f"run {parent}: is {status}; only a {CONTINUABLE} run can be continued")
+        problem, parsed = _check_stored_run(parent, config_json, seed)
+        if problem:
+            raise StoreError(f"run {parent}: cannot be continued: {problem}")
+        _, cfg, seed = parsed
+        most = LIMITS["epochs"] - cfg.epochs
+        if isinstance(more_epochs, bool) or not isinstance(more_epochs, int) or not 1 <= more_epochs <= most:
+            raise ConfigError(f"more epochs={more_epochs!r}: must be a whole number from 1 to {most} (run {parent} "
+                              f"has {cfg.epochs} epochs; a run has at most {LIMITS['epochs']:,})"
+                              if most else f"run {parent}: already has the most epochs a run may have "
+                                           f"({LIMITS['epochs']:,})")
+        child_cfg = replace(cfg, epochs=cfg.epochs + more_epochs, eval_at=cfg.test_epochs)
+        child = run_key(child_cfg, seed)
+        parent_checkpoint = self.checkpoint_dir(parent) / CHECKPOINT_FILE
+        outcome = dict(key=child, parent=parent, seed=seed, from_epoch=cfg.epochs, epochs=child_cfg.epochs)
+        # One write transaction around the check, the copy and the queueing: no worker can claim the child
+        # before its checkpoint is in place, and two callers continuing the same run queue it once.
+        with self._transaction() as db:
+            existing = db.execute("SELECT status FROM runs WHERE key=?", (child,)).fetchone()
+            if existing and existing[0] not in RESUMABLE:
+                own = (self.checkpoint_dir(child) / CHECKPOINT_FILE).is_file()
+                return Continuation(status=existing[0], queued_now=False,
+                                    from_checkpoint=own or parent_checkpoint.is_file(), **outcome)
+            own = existing is not None and (self.checkpoint_dir(child) / CHECKPOINT_FILE).is_file()
+            from_checkpoint = own or parent_checkpoint.is_file()
+            if not own:
+                self._seed_child_folders(parent, child, with_checkpoint=parent_checkpoint.is_file())
+            _queue(db, child, child_cfg, seed, command, "local", time.time(), exists=existing is not None)
+            if existing is None:
+                note = f"continued from run {parent} at epoch {cfg.epochs}"
+                if not from_checkpoint:
+                    trained = ", ".join(str(x) for x in (_text_or_none(device),
+                                                         _threads_text(threads)) if x) or "unknown"
+                    note += (f", which kept no checkpoint: trained again from epoch 1, so its first {cfg.epochs} "
+                             f"epochs repeat the parent's only on the same device and thread count "
+                             f"(the parent's: {trained})")
+                db.execute("UPDATE runs SET notes=? WHERE key=?", (note, child))
+        return Continuation(status="queued", queued_now=True, from_checkpoint=from_checkpoint, **outcome)
+
+    def _seed_child_folders(self, parent: str, child: str, with_checkpoint: bool) -> None:
+        """A child about to be queued owns nothing yet: clear its folders (left over by a continuation that died
+        before queueing), then copy the parent's checkpoint and weights files. Without a checkpoint the child
+        retrains from epoch 1 and writes its own weights, so none are copied. Each file is copied under a
+        temporary name and renamed: a crash never leaves half a checkpoint."""
+        for folder in (self.checkpoint_dir(child), self.weights_dir(child)):
+            shutil.rmtree(folder, ignore_errors=True)
+        if not with_checkpoint:
+            return
+        copies = [(self.checkpoint_dir(parent) / CHECKPOINT_FILE, self.checkpoint_dir(child) / CHECKPOINT_FILE)]
+        copies += [(self.weights_dir(parent) / file_name(e), self.weights_dir(child) / file_name(e))
+                   for e in self.weight_epochs(parent)]
+        for source, target in copies:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.copyfile(source, tmp)
+            tmp.replace(target)
 
     def claim(self, key: str | None = None, pid: int | None = None,
               interrupted: bool = False) -> tuple[str, RunConfig, int] | None:
@@ -539,6 +634,27 @@ class RunStore:
         ks = list(runs["key"])
         epochs, _ = self.epoch_metrics(ks)
         return RunTables(runs, epochs, self.test_metrics(ks))
+
+
+def _queue(db: sqlite3.Connection, key: str, cfg: RunConfig, seed: int, command: str, source: str, now: float,
+           exists: bool) -> None:
+    """Inside a write transaction: a new run row as `queued`, or an existing resumable one queued again."""
+    if exists:
+        db.execute("UPDATE runs SET status='queued', error=NULL, cancel_requested=0, pid=NULL, "
+                   "finished=NULL, created=? WHERE key=?", (now, key))
+    else:
+        db.execute("INSERT INTO runs (key, experiment, variant, config, seed, epochs, status, command, "
+                   "source, created) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                   (key, cfg.experiment, variant_label(cfg), json.dumps(config_to_dict(cfg)),
+                    int(seed), cfg.epochs, "queued", command, source, now))
+
+
+def _text_or_none(v: Any) -> str | None:
+    return v if isinstance(v, str) and v.strip() else None
+
+
+def _threads_text(v: Any) -> str | None:
+    return f"{int(v)} thread(s)" if isinstance(v, (int, float)) and v == v else None
 
 
 def _finite_or_none(v: Any) -> float | None:

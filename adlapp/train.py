@@ -15,10 +15,15 @@ were scored. Only the validation split chooses the epoch: the test split never d
 Checkpoints hold only tensors and plain numbers (`torch.save` of state dicts) and are read back with
 `weights_only=True`, so resuming never unpickles arbitrary objects. Model, optimiser, the shuffling
 generator and the best-validation weights are restored, so a resumed CPU run (same thread count) ends with
-the same metrics, best_* rows included, as an uninterrupted one. By default a checkpoint is written whenever
+the same metrics, best_* rows included, as an uninterrupted one. The last epoch is always checkpointed, so a
+finished run can be continued for more epochs (as a new run, adlapp.store.RunStore.continue_run): the learning
+rate is constant and the batch order comes from the saved generator, so that continuation equals a run asked
+for that many epochs from the start. By default a checkpoint is written whenever
 the time since the last one is at least `_CHECKPOINT_COST_RATIO` times what writing one costs (every epoch
 for the course CNN, every few epochs for the small U-Net), so checkpointing costs about 2 % and a crash loses
 at most about a second of training.
+The loop never reads a number back to the host per batch: training sums its loss on the device and checks it
+once per epoch, evaluation once per split (GPU-ready; on CPU the numbers are those of a per-batch loop).
 At each test epoch the current weights also go to `on_weights` (the runner keeps them as safetensors files,
 see adlapp.weights), before that epoch's checkpoint and report.
 An epoch's checkpoint is written *before* its metrics are reported: a crash between the two leaves a
@@ -42,9 +47,10 @@ from adlapp.config import EXPERIMENT_INFO, RunConfig
 from adlapp.data import ClassificationData, SegmentationData, load_data
 from adlapp.models import build_model
 
-__all__ = ["train", "RunResult", "EpochReport", "resolve_device", "device_name", "evaluate", "checkpoint_state"]
+__all__ = ["train", "RunResult", "EpochReport", "resolve_device", "device_name", "evaluate", "eval_batch_size",
+           "checkpoint_state"]
 
-_CHECKPOINT = "last.pt"
+_CHECKPOINT = "last.pt"        # read without torch as adlapp.store.CHECKPOINT_FILE and adlapp.planning.CHECKPOINT_FILE
 _CHECKPOINT_COST_RATIO = 50     # adaptive checkpoints: at most ~1/50 of the training time goes to writing them
 
 
@@ -100,37 +106,54 @@ def _loss(cfg: RunConfig, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor
     return F.binary_cross_entropy_with_logits(logits, y)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256
+# Evaluation batch: 256 on CPU, where the float sum of batch losses (and so every stored loss) depends on how a
+# split is cut into batches, and the recorded CPU studies were made at 256; on an accelerator, where per-batch
+# overhead dominates, the whole split of the course sizes fits in one batch.
+_EVAL_BATCH_CPU = 256
+_EVAL_BATCH_ACCELERATOR = 1024
+
+
+def eval_batch_size(device: torch.device) -> int:
+    return _EVAL_BATCH_CPU if device.type == "cpu" else _EVAL_BATCH_ACCELERATOR
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None
              ) -> dict[str, float]:
     """Loss and accuracy (classification) or loss, F1 and pixel accuracy (segmentation) over a whole split.
 
     F1 is computed from the split's total true/false positives (a mask is foreground where the logit > 0),
-    so a few almost empty images cannot dominate it.
+    so a few almost empty images cannot dominate it. `batch_size` None: `eval_batch_size` of the split's device.
+
+    The sums stay on the device and are read once per split: the loss as float64, adding
+    `batch loss (float32, widened exactly) * batch length` batch by batch (the same additions, in the same
+    order, as a Python float sum of `loss.item() * len(xb)`, so the numbers are those of a per-batch loop); the
+    counts as int64, exact in the one float64 transfer up to 2**53 pixels.
     """
     was_training = model.training
     model.eval()
-    total_loss, n = 0.0, 0
-    correct = tp = fp = fn = 0
+    batch_size = batch_size or eval_batch_size(x.device)
+    total_loss = torch.zeros((), dtype=torch.float64, device=x.device)
+    counts = torch.zeros(4, dtype=torch.int64, device=x.device)      # correct, tp, fp, fn
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
         logits = model(xb)
-        total_loss += _loss(cfg, logits, yb).item() * len(xb)
-        n += len(xb)
+        total_loss += _loss(cfg, logits, yb).double() * len(xb)
         if cfg.experiment == "cnn":
-            correct += (logits.argmax(1) == yb).sum().item()
+            counts[0] += (logits.argmax(1) == yb).sum()
         else:
             pred, truth = logits > 0, yb > 0.5
-            correct += (pred == truth).sum().item()
-            tp += (pred & truth).sum().item()
-            fp += (pred & ~truth).sum().item()
-            fn += (~pred & truth).sum().item()
+            counts += torch.stack([(pred == truth).sum(), (pred & truth).sum(), (pred & ~truth).sum(),
+                                   (~pred & truth).sum()])
     model.train(was_training)
+    loss_sum, correct, tp, fp, fn = torch.cat([total_loss.reshape(1), counts.double()]).tolist()
+    correct, tp, fp, fn = int(correct), int(tp), int(fp), int(fn)
+    n = len(x)
     if cfg.experiment == "cnn":
-        return {"loss": total_loss / n, "acc": correct / n}
+        return {"loss": loss_sum / n, "acc": correct / n}
     pixels = y.numel()
     f1 = 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 1.0
-    return {"loss": total_loss / n, "pixel_acc": correct / pixels, "f1": f1}
+    return {"loss": loss_sum / n, "pixel_acc": correct / pixels, "f1": f1}
 
 
 def _make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -141,20 +164,22 @@ def _make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def checkpoint_state(checkpoint_dir: str | Path) -> dict | None:
-    """Epoch and thread count of the checkpoint in `checkpoint_dir` (None when there is none), read without
-    unpickling; lets a caller decide how to resume before `train` restores it."""
+    """Epoch, thread count and device (None in checkpoints written before it was recorded) of the checkpoint
+    in `checkpoint_dir` (None when there is none), read without unpickling; lets a caller decide how to
+    resume before `train` restores it."""
     path = Path(checkpoint_dir) / _CHECKPOINT
     if not path.exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    return {"epoch": int(state["epoch"]), "threads": state.get("threads")}
+    return {"epoch": int(state["epoch"]), "threads": state.get("threads"), "device": state.get("device")}
 
 
 class _Checkpoints:
     """Where and when a run's checkpoint is written, and how it is read back (tensors only).
 
     every=None: adaptively, whenever the time since the last write is at least _CHECKPOINT_COST_RATIO
-    times what the last write cost; every=N: each N epochs; every=0: only when the run is stopped."""
+    times what the last write cost; every=N: each N epochs; every=0: only when the run is stopped. `train`
+    also writes one at the last epoch, whatever `every` is."""
 
     def __init__(self, folder: str | Path | None, every: int | None) -> None:
         self.path = Path(folder) / _CHECKPOINT if folder else None
@@ -255,19 +280,26 @@ def _build(cfg: RunConfig, seed: int, dev: torch.device, data: ClassificationDat
 
 def _train_one_epoch(cfg: RunConfig, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                      y: torch.Tensor, order: torch.Tensor) -> float:
-    """Mean training loss over one pass in `order`; NaN as soon as a batch loss is not finite (diverged)."""
-    loss_sum, seen = 0.0, 0
+    """Mean training loss over one pass in `order`; NaN when a batch loss was not finite (diverged).
+
+    Nothing is read back to the host per batch (a GPU would wait for each step): the loss sum stays on the
+    device and is read, and checked, once per epoch. It is a float64 sum of `batch loss * batch length` in
+    batch order, the same additions as the Python float sum of `loss.item() * len(idx)` it replaced, so the
+    CPU numbers are unchanged. A non-finite batch loss makes the sum non-finite (inf and NaN propagate), so
+    divergence is still caught at its epoch; the batches after it step on broken weights, which changes
+    nothing recorded, as the run ends there as diverged."""
+    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+    seen = 0
     for i in range(0, len(x), cfg.batch_size):
         idx = order[i:i + cfg.batch_size]
         loss = _loss(cfg, model(x[idx]), y[idx])
-        if not torch.isfinite(loss):
-            return math.nan
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += loss.item() * len(idx)
+        loss_sum += loss.detach().double() * len(idx)
         seen += len(idx)
-    return loss_sum / seen
+    total = loss_sum.item()
+    return total / seen if math.isfinite(total) else math.nan
 
 
 def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | None = None,
@@ -279,7 +311,8 @@ def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | N
     With `checkpoint_dir`, an existing checkpoint there is resumed from (its history is replayed through
     `on_epoch` with `replayed=True`), and checkpoints are written every `checkpoint_every` epochs (None:
     adaptively, see the module docstring; 0: only when stopped). `should_stop` is asked after every epoch;
-    when it returns True the run checkpoints and returns with status "cancelled". A non-finite training
+    when it returns True the run checkpoints and returns with status "cancelled". The last epoch is always
+    checkpointed (with a `checkpoint_dir`). A non-finite training
     loss ends the run with status "diverged" and `diverged_epoch` set (no test rows at that epoch, best_*
     ones included).
 
@@ -318,6 +351,7 @@ def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | N
     def snapshot(epoch: int) -> dict:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "shuffle": shuffle.get_state(),
                 "torch_rng": torch.get_rng_state(), "epoch": epoch, "threads": torch.get_num_threads(),
+                "device": result.device,
                 "history": result.history, "tests": {str(k): v for k, v in result.tests.items()},
                 **best.checkpoint()}
 
@@ -344,8 +378,11 @@ def train(cfg: RunConfig, seed: int, on_epoch: Callable[[EpochReport], None] | N
         metrics["seconds"] = time.perf_counter() - t0
         result.history.append({"epoch": epoch, **metrics})
         result.epochs_done = epoch
-        stop = epoch < cfg.epochs and should_stop is not None and should_stop()
-        if epoch < cfg.epochs and (stop or checkpoints.due(epoch)):
+        last = epoch == cfg.epochs
+        stop = not last and should_stop is not None and should_stop()
+        # The last epoch is always checkpointed: a done run keeps it, so it can be continued for more epochs
+        # (RunStore.continue_run) exactly as if it had been asked for that many from the start.
+        if last or stop or checkpoints.due(epoch):
             checkpoints.save(snapshot(epoch))   # before the report: never behind the store
         if on_epoch:
             on_epoch(EpochReport(epoch, cfg.epochs, metrics, tests))

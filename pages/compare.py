@@ -8,7 +8,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from adlapp import charts, datacards, report
+from adlapp import charts, datacards, questions, report
 from adlapp import compare as cmp
 from adlapp.config import display_name
 from adlapp.metrics import compare_metrics, metric
@@ -17,7 +17,9 @@ from pages import _common as ui
 
 CORRECTIONS = {"holm": "Holm (default)", "bh": "Benjamini-Hochberg (FDR)", "none": "none"}
 COLOUR = {"diff": "Δ (metric units)", "hedges_g": "Hedges' g"}
-SELECTION_KEYS = ("sig_experiment", "sig_variants", "sig_epochs", "sig_metric")
+SELECTION_KEYS = ("sig_experiment", "sig_variants", "sig_epochs", "sig_metric", "sig_protocol")
+PROTOCOL_WORDS = {"all": "every run scored there", "shared": "one run per seed, tested at each budget",
+                  "separate": "separate runs per budget (as the report)"}
 KEEP = ui.KEEP
 PAIR_NUMBERS = ["a", "b", "family", "family_size", "test", "n_a", "n_b", "n_pairs", "mean_a", "mean_b", "diff",
                 "ci_low", "ci_high", "ci_adj_low", "ci_adj_high", "p", "p_adjusted", "significant", "hedges_g",
@@ -27,7 +29,7 @@ PAIR_NUMBERS = ["a", "b", "family", "family_size", "test", "n_a", "n_b", "n_pair
 def widget_state(name: str, sel: cmp.Selection) -> dict:
     """The selection widgets' values for a (resolved) preset."""
     return {"sig_preset": name, "sig_experiment": sel.experiment, "sig_variants": list(sel.variants),
-            "sig_epochs": list(sel.epochs), "sig_metric": sel.metric}
+            "sig_epochs": list(sel.epochs), "sig_metric": sel.metric, "sig_protocol": sel.protocol}
 
 
 def selection(state) -> cmp.Selection:
@@ -36,7 +38,7 @@ def selection(state) -> cmp.Selection:
     return cmp.Selection(state["sig_experiment"], tuple(state["sig_variants"]), tuple(state["sig_epochs"]),
                          state["sig_metric"], pairs=preset.selection.pairs if preset else (),
                          cross=bool(state.get("sig_cross")), exclude_flagged=bool(state.get("sig_exclude")),
-                         pair_seeds=bool(state.get("sig_pair_seeds")))
+                         pair_seeds=bool(state.get("sig_pair_seeds")), protocol=state.get("sig_protocol", "all"))
 
 
 def seeds_table(plans) -> pd.DataFrame:
@@ -56,6 +58,36 @@ with st.expander("Method: which test, which correction, and why"):
 ui.store().mark_stale()                    # a dead trainer's run must not count as a seed on its way
 tables = RunTables.concat([ui.store().tables(), ui.cached().tables])     # store first: it wins on a key
 opts = cmp.options(tables)
+
+
+def question_section() -> None:
+    """A question the report left open: its words, the answer these runs give (no training), and the runs it
+    still lacks, queued on request with their cost."""
+    titles = {q.id: q.title for q in questions.QUESTIONS}
+    qid = st.selectbox("Answer a question from the report", list(titles), index=None, format_func=titles.get,
+                       key="q_choice", placeholder="choose one of the report's open questions…", **KEEP)
+    if qid is None:
+        return
+    q = questions.question(qid)
+    st.markdown(f"> {q.quote}")
+    ans = questions.answer(q, tables)
+    (st.info if ans.status == "no data" else st.success if ans.status == "answered" else st.warning)(ans.headline)
+    st.markdown("\n".join(f"- {line}" for line in ans.lines))
+    if not ans.table.empty:
+        st.dataframe(ans.table, hide_index=True)
+        ui.table_downloads(ans.table, f"question_{qid}", f"q_{qid}_dl", caption=f"{q.title} (the numbers)")
+    if ans.missing:
+        st.caption("Not in these runs yet: " + "; ".join(ans.missing) + ".")
+    requests = q.requests(questions.DEFAULT_SEEDS)
+    planned = ui.make_plan(requests, ui.cached())
+    if ui.train_controls(f"q_{qid}", requests, planned, ui.cached()):
+        st.rerun()
+    if queued := st.session_state.pop(f"q_{qid}_queued_msg", None):
+        st.success(queued)
+
+
+with st.container(border=True):
+    question_section()
 if not opts:
     st.info("No finished runs yet. Train some on the CNN or U-Net page, or add bundles to cached_runs/.")
     st.stop()
@@ -136,6 +168,13 @@ c2.toggle("Pair variants by seed", key="sig_pair_seeds",
                "seed does to both; off (default), the groups are treated as independent, which is conservative.",
           **KEEP)
 
+if cmp.has_budget_protocols(tables, exp):
+    st.radio("Budgets scored by", list(PROTOCOL_WORDS), format_func=PROTOCOL_WORDS.get, key="sig_protocol",
+             horizontal=True, on_change=to_custom, **KEEP,
+             help="Some variants have runs of several lengths that are scored at the same epoch. Shared: only each "
+                  "variant's longest runs, tested inside the run at every budget (budgets paired by seed). "
+                  "Separate: only runs trained exactly that many epochs (independent budgets, Welch). Every: all "
+                  "of them together.")
 sel = selection(state)
 m = metric(sel.metric)
 res = cmp.analyse(tables, sel, correction)

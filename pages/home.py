@@ -4,7 +4,7 @@ from functools import partial
 
 import streamlit as st
 
-from adlapp import charts, exports, library, report, study_report
+from adlapp import charts, exports, library, questions, report, study_report
 from adlapp import compare as cmp
 from adlapp.metrics import best_metrics, by_row, figure_metrics, label, test_metrics
 from pages import _common as ui
@@ -26,6 +26,13 @@ def _reading(folder: str, signature: tuple, _tables) -> list[str]:
             lines.append("**Spread across seeds by budget** (U-Net test pixel accuracy; the report's last "
                          "question): " + " ".join(said))
     return lines
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _answers(folder: str, signature: tuple, _tables) -> list[tuple[str, str, str]]:
+    """(question, status, headline) of each of the report's open questions, from these bundles: once per
+    version of the bundles (~2 s)."""
+    return [(a.question.title, a.status, a.headline) for a in questions.answers(_tables)]
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -84,14 +91,16 @@ if st.query_params.get(STUDY_PARAM) != "open":
     st.query_params[STUDY_PARAM] = "open"      # back from another page: the URL says so again
 
 cache = ui.cached()
-tables = cache.tables
-if tables.runs.empty:
+everything = cache.tables
+tables = cmp.course_tables(everything)       # the report's variants, one run per seed: its figures and table
+if everything.runs.empty:
     st.info("No cached runs yet: cached_runs/ holds no readable bundle. Train the study on the CNN and U-Net "
             "pages (or with `python -m adlapp train …`) and export it with `python -m adlapp export`.")
     st.stop()
 
-st.caption(f"Loaded {len(tables.runs)} run(s) from {len(cache.bundles)} bundle(s) in cached_runs/: "
-           + ", ".join(cache.bundles["file"]))
+st.caption(f"Loaded {len(everything.runs)} run(s) from {len(cache.bundles)} bundle(s) in cached_runs/: "
+           + ", ".join(cache.bundles["file"]) + f". The course figures and table use the {len(tables.runs)} runs "
+           "of the report's own variants; the others answer its open questions (below).")
 st.info("**These runs were trained on data generated in code**, not on the public card and retina data sets of "
         "the course report: the models and comparisons are the report's, the numbers are a new experiment. "
         "Where the report has a number for the same cell, it is shown beside ours and labelled as the report's.")
@@ -163,3 +172,12 @@ st.download_button("Download this study report (zip)",
                         "where the runs came from; the figures as PNG, SVG and PDF; the tables as CSV, Markdown "
                         "and LaTeX. `python -m adlapp report --out DIR` writes the same (with your store's runs too).")
 st.page_link("pages/compare.py", label="Compare variants: the details", icon=":material/compare_arrows:")
+
+st.subheader("The report's open questions")
+st.caption("Questions the course report raised and could not answer, each answered from the shipped runs with the "
+           "same statistics (Holm within each question's pairs). Every answer, its table and the runs it still "
+           "lacks are on the Compare page under \"Answer a question from the report\".")
+for title, status, headline in _answers(str(folder), library.folder_signature(folder), everything):
+    tail = {"partial": " *(some of its runs are not in the shipped study yet)*",
+            "no data": ""}.get(status, "")
+    st.markdown(f"- **{title}** {headline}{tail}")

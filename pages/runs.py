@@ -12,7 +12,8 @@ import streamlit as st
 
 from adlapp import compare, library, live, report
 from adlapp.bundle import BundleError
-from adlapp.store import ACTIVE, FINISHED, STATUSES, StoreError
+from adlapp.config import LIMITS, ConfigError
+from adlapp.store import ACTIVE, CONTINUABLE, FINISHED, STATUSES, StoreError
 from pages import _common as ui
 
 HELP = ("**Store**: the SQLite database every run, epoch and test score is written to (the path above). "
@@ -138,6 +139,28 @@ def do_delete(labels: dict) -> None:
     state["runs_delete_confirm"] = False
 
 
+def do_continue(labels: dict) -> None:
+    """Queue the chosen done run's continuation (a new run, adlapp.store.RunStore.continue_run) and make sure
+    a trainer process takes it."""
+    key, more = state.get("runs_continue_sel"), int(state.get("runs_continue_epochs") or 0)
+    if not key:
+        return
+    try:
+        child = ui.store().continue_run(key, more, command="app")
+    except (KeyError, StoreError, ConfigError, sqlite3.Error, OSError) as e:
+        say("continue", "error", f"Not continued: {e.args[0] if isinstance(e, KeyError) else e}")
+        return
+    name = f"{labels.get(key, key)} continued to {child.epochs} epochs ({child.key[:8]})"
+    if not child.queued_now:
+        say("continue", "info", f"{name}: already {child.status}" + (", nothing to train." if child.status in
+                                                                      FINISHED else "."))
+        return
+    ui.backend().ensure_workers()
+    say("continue", "success", f"{name}: queued as a new run; " + (
+        f"it picks up from the checkpoint at epoch {child.from_epoch}." if child.from_checkpoint else
+        "this run kept no checkpoint (e.g. it was imported), so the new run trains again from epoch 1."))
+
+
 def reset_confirm() -> None:
     state["runs_delete_confirm"] = False
 
@@ -211,6 +234,23 @@ if delete:
 st.button("Delete selected", key="runs_delete_btn", on_click=do_delete, args=(labels,),
           disabled=not (delete and state.get("runs_delete_confirm")))
 show_messages("delete")
+
+continuable = ordered(overview[overview["status"] == CONTINUABLE])
+if state.get("runs_continue_sel") not in [None, *continuable["key"]]:
+    del state["runs_continue_sel"]                 # deleted since it was picked: a selectbox refuses it
+c1, c2 = st.columns([3, 1])
+c1.selectbox("continue a done run for more epochs", list(continuable["key"]), index=None,
+             format_func=label_of(labels), key="runs_continue_sel",
+             placeholder="no run is done" if continuable.empty else "choose a done run",
+             help="Trains the same settings and seed for more epochs as a NEW run that shares this run's history "
+                  "(the run itself is left as it is). It picks up from this run's last checkpoint and is scored on "
+                  "the test split at this run's test epochs too, so its numbers equal a fresh run of that many "
+                  "epochs.")
+c2.number_input("more epochs", min_value=1, max_value=LIMITS["epochs"] - 1, value=100, step=1,
+                key="runs_continue_epochs")
+st.button(f"Continue for {int(state.get('runs_continue_epochs') or 100)} more epochs", key="runs_continue_btn",
+          disabled=not state.get("runs_continue_sel"), on_click=do_continue, args=(labels,))
+show_messages("continue")
 
 st.subheader("Bundles")
 c1, c2 = st.columns(2)

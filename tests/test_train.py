@@ -34,7 +34,8 @@ def test_two_epoch_run_through_the_store(tmp_path):
     tests = store.test_metrics([key])
     assert set(tests["name"]) == {"acc", "loss", "best_acc", "best_loss", "best_epoch"} and set(tests["epoch"]) == {2}
     assert 0.0 <= tests.loc[tests["name"] == "acc", "value"].item() <= 1.0
-    assert not any(store.checkpoint_dir(key).glob("*"))     # finished runs keep no checkpoint
+    # A done run keeps its last epoch's checkpoint: it can be continued for more epochs (tests/test_continue.py).
+    assert [f.name for f in store.checkpoint_dir(key).glob("*")] == ["last.pt"]
 
 
 def _numbers(result):

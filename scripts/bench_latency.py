@@ -1,0 +1,144 @@
+"""The latency a user feels, measured headless and broken down into its parts.
+
+    python scripts/bench_latency.py [--repeats 3] [--skip-train]
+
+(a) Cached study to first chart: a fresh Python process that imports the viewer modules (adlapp.library,
+    adlapp.charts: no torch), loads cached_runs/ (`library.load_cached`), and builds the CNN page's first curve
+    panel (`charts.curve_frame` + `charts.curves_spec`) and the Home figure (`charts.figure_chart`). "cold" is that
+    first time in a new process (the app's first visitor after a start); "warm" repeats it inside the same
+    process, as a running app does on a later click (its st.cache_data makes the loading part cheaper still).
+    Files are in the OS page cache after the first repeat either way: this does not drop caches.
+(b) Click to first live point: `python -m adlapp train cnn --epochs 1 --seeds 1 --device cpu` started with
+    `subprocess` into a fresh temporary store, timed until the store holds its first epoch row. The parts are
+    measured by separate probes: interpreter + `import torch`, the rest of adlapp's imports, building the card
+    data, and the epoch's own seconds (from the store row); "other" is what is left (store, run bookkeeping,
+    model build, process exit is not counted). The app's path adds a worker's start and queue polling on top.
+
+Median of --repeats per line. Timings depend on the machine's load; say how busy it was when quoting them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Runs in a child process: prints one JSON object of seconds since the parent's Popen (`T0` in the environment).
+_CACHED_CHILD = r"""
+import json, os, time
+t0 = float(os.environ["BENCH_T0"])
+marks = {"interpreter": time.time() - t0}
+from adlapp import charts, library, metrics
+marks["imports"] = time.time() - t0
+def first_chart():
+    cache = library.load_cached(library.cached_runs_dir())
+    loaded = time.time() - t0
+    cnn = cache.tables.select(set(cache.tables.runs.loc[cache.tables.runs["experiment"] == "cnn", "key"]))
+    frame = charts.curve_frame(cnn, metrics.curve_metrics("cnn"))
+    panel = frame["metric"].iloc[0]
+    spec = charts.curves_spec(frame[frame["metric"] == panel])
+    assert spec is not None
+    chart = time.time() - t0
+    charts.figure_chart(cnn, "cnn").to_dict()
+    return loaded, chart, time.time() - t0, cache
+marks["tables_loaded"], marks["first_chart_spec"], marks["home_figure"], cache = first_chart()
+start = time.time()
+library.load_cached(library.cached_runs_dir())
+marks["warm_tables_loaded"] = time.time() - start
+t0 = start = time.time()
+cnn = cache.tables.select(set(cache.tables.runs.loc[cache.tables.runs["experiment"] == "cnn", "key"]))
+frame = charts.curve_frame(cnn, metrics.curve_metrics("cnn"))
+charts.curves_spec(frame[frame["metric"] == frame["metric"].iloc[0]])
+marks["warm_first_chart_from_loaded_tables"] = time.time() - start
+print(json.dumps(marks))
+"""
+
+_IMPORT_TORCH = "import time, os; t0 = float(os.environ['BENCH_T0']); import torch; print(time.time() - t0)"
+_IMPORT_ADLAPP = ("import time, torch; t = time.time(); import adlapp.cli, adlapp.runner, adlapp.train; "
+                  "print(time.time() - t)")
+_BUILD_DATA = ("import time, adlapp.data as d; t = time.time(); d.make_cards(train_per_class=20); "
+               "print(time.time() - t)")
+
+
+def _child(code: str) -> str:
+    env = {**os.environ, "BENCH_T0": repr(time.time()), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip().splitlines()[-1]
+
+
+def cached_study(repeats: int) -> dict[str, float]:
+    runs = [json.loads(_child(_CACHED_CHILD)) for _ in range(repeats)]
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def _first_epoch_row(db: Path) -> float | None:
+    """The first epoch's `seconds` once the store has an epoch row (None before)."""
+    if not db.exists():
+        return None
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.1) as con:
+            row = con.execute("SELECT value FROM epoch_metrics WHERE epoch = 1 AND name = 'seconds'").fetchone()
+    except sqlite3.Error:                                  # the trainer is still creating the schema
+        return None
+    return None if row is None else float(row[0])
+
+
+def launched_run() -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as store:
+        db = Path(store) / "runs.sqlite"
+        cmd = [sys.executable, "-m", "adlapp", "train", "cnn", "--epochs", "1", "--seeds", "1", "--device", "cpu",
+               "--store", store]
+        t0 = time.time()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while (epoch_seconds := _first_epoch_row(db)) is None:
+                if proc.poll() not in (None, 0):
+                    raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}")
+                time.sleep(0.01)
+            total = time.time() - t0
+        finally:
+            proc.wait()
+    return {"total": total, "epoch": epoch_seconds}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--skip-train", action="store_true", help="only (a), the cached study")
+    args = p.parse_args()
+
+    cached = cached_study(args.repeats)
+    print(f"(a) cached study to first chart (seconds from process start; median of {args.repeats})")
+    for name, secs in cached.items():
+        print(f"    {name:38} {secs:6.3f}")
+    if args.skip_train:
+        return
+    parts: dict[str, list[float]] = {"interpreter + import torch": [], "adlapp imports": [],
+                                     "build card data": [], "first epoch (store row)": [], "total": []}
+    for _ in range(args.repeats):                          # interleaved: probes and the real launch alternate
+        parts["interpreter + import torch"].append(float(_child(_IMPORT_TORCH)))
+        parts["adlapp imports"].append(float(_child(_IMPORT_ADLAPP)))
+        parts["build card data"].append(float(_child(_BUILD_DATA)))
+        launch = launched_run()
+        parts["first epoch (store row)"].append(launch["epoch"])
+        parts["total"].append(launch["total"])
+    med = {k: statistics.median(v) for k, v in parts.items()}
+    other = med["total"] - sum(v for k, v in med.items() if k != "total")
+    print(f"(b) `python -m adlapp train cnn --epochs 1` to its first epoch row (median of {args.repeats})")
+    for name, secs in med.items():
+        if name == "total":
+            print(f"    {'other (store, run set-up, model build)':38} {other:6.3f}")
+        print(f"    {name:38} {secs:6.3f}")
+
+
+if __name__ == "__main__":
+    main()
