@@ -112,12 +112,16 @@ def _phrase(name: str, m: nn.Module, input_shape: tuple[int, ...]) -> str:
         return f"{m.mode} resize ×{m.scale_factor:g}: doubles H and W, no parameters"
     if isinstance(m, nn.MaxPool2d):
         return "max-pool 2×2: halves H and W"
-    if isinstance(m, nn.BatchNorm2d):
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        if isinstance(m, nn.BatchNorm1d):
+            return (f"batch-norm over the {m.num_features} features"
+                    + (f", learnable γ and β ({2 * m.num_features} parameters)" if m.affine else
+                       ", no affine terms (no parameters)"))
         if not m.affine:
             return "batch-norm without affine terms: normalises, adds no parameters"
         return f"batch-norm with learnable γ and β: normalises, scales and shifts ({2 * m.num_features} parameters)"
     if isinstance(m, nn.Identity):
-        return "batch-norm is off: passes the tensor through unchanged"
+        return "no batch-norm here (off, or not on this layer): passes the tensor through unchanged"
     if isinstance(m, nn.Flatten):
         c, h, w = input_shape
         return f"flatten: {c}·{h}·{w} = {c * h * w} features"
@@ -362,7 +366,11 @@ def variant_parameters(experiment: str) -> pd.DataFrame:
         if cfg.experiment != experiment:
             continue
         m = cfg.model
-        setting = (("batch-norm, " if m.batchnorm else "") + _WORDS[m.activation] if experiment == "cnn" else
+        bn = ("batch-norm" + "".join(f", {w}" for w in (
+            "after the activation" if m.bn_position == "after" else "", {"conv1-3": "also on conv1",
+            "conv2-3+fc": "also before the linear layer", "conv1-3+fc": "also on conv1 and before the linear layer"
+            }.get(m.bn_layers, ""), "affine" if m.bn_affine else "") if w) + ", ") if m.batchnorm else ""
+        setting = (bn + _WORDS[m.activation] if experiment == "cnn" else
                    f"{_WORDS[m.upsampling]}, {_WORDS[m.activation]}" + (", batch-norm" if m.batchnorm else ""))
         rows.append({"variant": display_name(name), "registry name": name, "model": setting,
                      "parameters": total_parameters(cfg)})

@@ -7,7 +7,7 @@ from dataclasses import replace
 import streamlit as st
 
 from adlapp import anatomy
-from adlapp.config import ACTIVATIONS, EXPERIMENT_INFO, LIMITS, UPSAMPLINGS, base_config
+from adlapp.config import ACTIVATIONS, BN_LAYERS, BN_POSITIONS, EXPERIMENT_INFO, LIMITS, UPSAMPLINGS, base_config
 from pages import _common as ui
 
 BN_NOTE = {
@@ -53,6 +53,15 @@ bn = cols[0].toggle("batch-norm", value=base.model.batchnorm, key=f"inside_{expe
 act = cols[1].selectbox("activation", ACTIVATIONS, index=ACTIVATIONS.index(base.model.activation),
                         key=f"inside_{experiment}_activation", **ui.KEEP)
 model = replace(base.model, batchnorm=bn, activation=act)
+if experiment == "cnn" and bn:        # where BN goes: the report's open question, its answer on the Compare page
+    c1, c2, c3 = st.columns(3)
+    model = replace(model,
+                    bn_position=c1.radio("BN relative to the activation", BN_POSITIONS, horizontal=True,
+                                         key="inside_cnn_bn_position", **ui.KEEP),
+                    bn_layers=c2.selectbox("layers with BN", BN_LAYERS, key="inside_cnn_bn_layers", **ui.KEEP,
+                                           help="conv2-3: the course's; conv1-3 also the first conv; +fc: "
+                                                "BatchNorm1d on the 512 features before the linear layer"),
+                    bn_affine=c3.toggle("affine (learnable γ, β)", key="inside_cnn_bn_affine", **ui.KEEP))
 if experiment == "unet":
     model = replace(model, upsampling=cols[2].selectbox("upsampling", UPSAMPLINGS, key="inside_unet_upsampling",
                                                         **ui.KEEP))

@@ -201,3 +201,20 @@ def test_building_models_leaves_the_rng_alone():
     torch.manual_seed(0)
     anatomy.layer_table(base_config("unet"))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_page_bn_placement_toggles_update_the_table_and_the_count(app_env):
+    """Where BN goes (the report's open question): the layer table and the parameter count follow the toggles."""
+    at = inside()
+    at.toggle(key="inside_cnn_bn").set_value(True).run()
+    at.radio(key="inside_cnn_bn_position").set_value("after")
+    at.selectbox(key="inside_cnn_bn_layers").set_value("conv1-3+fc")
+    at.toggle(key="inside_cnn_bn_affine").set_value(True).run()
+    assert not at.exception and not at.error
+    layers = next(f for f in frames(at) if "layer" in f.columns)
+    order = list(layers["layer"])
+    assert order.index("act2") < order.index("bn2") and "bn1" in order and "bn_fc" in order
+    expected = 92_533 + 2 * (64 + 32 + 32 + 512)          # γ and β per normalised channel or feature
+    assert int(layers["parameters"].sum()) == expected
+    assert any(f"**{expected:,} parameters**" in m.value for m in at.markdown)
+    assert "flatten: 32·4·4 = 512 features" in set(layers["what it does"])
