@@ -37,12 +37,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
-
-import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler
-from torch.utils.flop_counter import FlopCounterMode
+from typing import TYPE_CHECKING, Callable
 
 from adlapp.config import (
     EXPERIMENT_INFO,
@@ -54,9 +49,16 @@ from adlapp.config import (
     config_to_dict,
     variant,
 )
-from adlapp.data import ClassificationData, DataError, SegmentationData, load_data
-from adlapp.models import build_model
-from adlapp.train import EpochReport, resolve_device, train
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from adlapp.data import ClassificationData, SegmentationData
+    from adlapp.train import EpochReport
+
+# torch is imported inside the functions that use it: adlapp.cli imports this module for every command, and the
+# commands that only read results (runs, compare, export) must not pay seconds for a torch import.
 
 __all__ = ["BenchError", "add_parser", "run", "LoopRun", "notebook_run", "engine_run", "bench_config",
            "flops_per_image", "matmul_gflops", "peak_memory", "profile_engine_epoch", "notebook_epochs",
@@ -99,8 +101,9 @@ class LoopRun:
     weights: dict[str, torch.Tensor]
 
 
-class PairDataset(Dataset):
-    """What a notebook writes: one (image, target) pair per index, collated into batches by the DataLoader."""
+class PairDataset:
+    """What a notebook writes: one (image, target) pair per index, collated into batches by the DataLoader (a map-style
+    data set needs only these two methods; subclassing torch's Dataset would add nothing but an import)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self.x, self.y = x, y
@@ -112,21 +115,27 @@ class PairDataset(Dataset):
         return self.x[i], self.y[i]
 
 
-class EngineOrder(Sampler[int]):
+class EngineOrder:
     """Shuffles like `shuffle=True` (one randperm per epoch) but from the engine's stream, so both loops see the
     same batches: RandomSampler would also draw the DataLoader's base seed and a spare randperm from it."""
 
     def __init__(self, n: int, seed: int) -> None:
+        import torch
+
         self.n, self.generator = n, torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
         return self.n
 
     def __iter__(self):
+        import torch
+
         return iter(torch.randperm(self.n, generator=self.generator).tolist())
 
 
 def _optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    import torch
+
     o = cfg.optim
     if o.name == "adam":
         return torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
@@ -134,13 +143,21 @@ def _optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
 
 
 def _criterion(cfg: RunConfig):
+    import torch.nn.functional as F
+
     return F.cross_entropy if cfg.experiment == "cnn" else F.binary_cross_entropy_with_logits
 
 
-@torch.no_grad()
 def _notebook_evaluate(cfg: RunConfig, model: torch.nn.Module, loader: DataLoader, dev: torch.device
                        ) -> dict[str, float]:
     """The scores adlapp.train.evaluate computes, the notebook way: batches from a DataLoader, moved one by one."""
+    import torch
+
+    with torch.no_grad():
+        return _scores(cfg, model, loader, dev)
+
+
+def _scores(cfg: RunConfig, model: torch.nn.Module, loader: DataLoader, dev: torch.device) -> dict[str, float]:
     model.eval()
     criterion = _criterion(cfg)
     total_loss, n, correct, tp, fp, fn, pixels = 0.0, 0, 0, 0, 0, 0, 0
@@ -166,6 +183,8 @@ def _notebook_evaluate(cfg: RunConfig, model: torch.nn.Module, loader: DataLoade
 
 
 def _model_for(cfg: RunConfig, data: ClassificationData | SegmentationData) -> torch.nn.Module:
+    from adlapp.models import build_model
+
     if cfg.experiment == "cnn":
         return build_model(cfg, num_classes=data.num_classes)
     return build_model(cfg, in_channels=data.train_x.shape[1])
@@ -175,6 +194,9 @@ def notebook_epochs(cfg: RunConfig, seed: int, data: ClassificationData | Segmen
     """The course notebook's loop as a generator: Dataset + DataLoader, per-batch copies to the device, validation
     each epoch, the test split after the last one. Yields each epoch's wall seconds (the last one's includes the
     test split, as the engine's does) and returns a `LoopRun` (its `seconds`: the model build and every epoch)."""
+    import torch
+    from torch.utils.data import DataLoader
+
     t0 = time.perf_counter()
     torch.manual_seed(seed)                               # the engine seeds the same way before building
     model = _model_for(cfg, data).to(dev)
@@ -220,6 +242,8 @@ def engine_run(cfg: RunConfig, seed: int, dev: torch.device,
                between_epochs: Callable[[], None] | None = None) -> tuple[LoopRun, list[float]]:
     """adlapp's engine on the same run (no store, no checkpoints: `train` writes them only into a folder), and
     its epochs' own seconds as it records them. `between_epochs` runs after each epoch, outside those seconds."""
+    from adlapp.train import train
+
     final: dict[str, torch.Tensor] = {}
 
     def keep(epoch: int, state: dict[str, torch.Tensor]) -> None:
@@ -278,6 +302,9 @@ def flops_per_image(cfg: RunConfig, data: ClassificationData | SegmentationData,
                     ) -> tuple[float, float]:
     """(FLOPs of one training step per image: forward + backward, FLOPs of one forward pass per image), by
     torch's FLOP counter on one batch of the run's batch size (the optimiser step is not counted)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
     torch.manual_seed(0)
     model = _model_for(cfg, data).to(dev)
     n = min(cfg.batch_size, len(data.train_x))
@@ -293,6 +320,8 @@ def flops_per_image(cfg: RunConfig, data: ClassificationData | SegmentationData,
 
 def matmul_gflops(dev: torch.device, size: int | None = None, repeats: int = 5) -> float:
     """This device's fp32 matmul rate: median GFLOP/s of `repeats` timed `torch.mm` of two size x size matrices."""
+    import torch
+
     size = size or (8192 if dev.type == "cuda" else 2048)
     a = torch.randn(size, size, device=dev)
     b = torch.randn(size, size, device=dev)
@@ -309,6 +338,9 @@ def matmul_gflops(dev: torch.device, size: int | None = None, repeats: int = 5) 
 
 def _sync(dev: torch.device) -> None:
     if dev.type == "cuda":
+        import torch
+
+
         torch.cuda.synchronize(dev)
 
 
@@ -335,6 +367,10 @@ def peak_memory(loop: str, cfg: RunConfig, dev: torch.device, threads: int) -> t
 
 def _memory_probe(request: dict) -> dict:
     """In the probe process: build the data, warm the kernels up on a few images, then reset the peak and run."""
+    import torch
+
+    from adlapp.data import load_data
+
     cfg, dev = config_from_dict(request["config"]), torch.device(request["device"])
     torch.set_num_threads(request["threads"])
     data = load_data(cfg.data, EXPERIMENT_INFO[cfg.experiment].task)
@@ -374,6 +410,8 @@ def profile_engine_epoch(cfg: RunConfig, dev: torch.device, rows: int) -> str:
     """torch.profiler's table of the `rows` ops with the most self time over one engine epoch (after a warm-up
     epoch), forward and backward ops alike."""
     from torch.profiler import ProfilerActivity, profile
+
+    from adlapp.train import train
 
     one = replace(cfg, epochs=1, eval_at=())
     train(one, 0, device=str(dev))
@@ -426,6 +464,11 @@ def _score_names(cfg: RunConfig) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
+    import torch
+
+    from adlapp.data import DataError, load_data
+    from adlapp.train import resolve_device
+
     cfg = bench_config(args.experiment, args.variant, args.epochs, args.train_per_class, args.n_train)
     try:
         dev = resolve_device(args.device)
@@ -500,6 +543,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    import torch
+
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 

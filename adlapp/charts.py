@@ -275,11 +275,18 @@ def _quiet_concat(make):
         return make()
 
 
-def _x(log_x: bool) -> alt.X:
+def _x(log_x: bool, batches: int | None = None) -> alt.X:
+    """The epoch axis; with `batches` (per epoch) labelled in optimiser steps instead: the data stay in epochs
+    (tooltips too), each tick label is epoch × batches, and the title gives the conversion. The course report's
+    axis counted batches, which it noted was "off by a factor of 3" against epochs."""
     scale = alt.Scale(type="log", nice=False) if log_x else alt.Scale(type="linear", zero=False, nice=False)
+    log = " (log scale)" if log_x else ""
+    if batches:
+        axis = alt.Axis(labelExpr=f"datum.value % 1 ? '' : format(datum.value * {int(batches)}, ',')")
+        return alt.X("epoch:Q", title=f"batches{log}: 1 epoch = {int(batches)} batches", scale=scale, axis=axis)
     # Epochs are whole numbers: a short log axis would otherwise be labelled 1, 1.2, 1.4, ...
     axis = alt.Axis(labelExpr="datum.value % 1 ? '' : datum.label")
-    return alt.X("epoch:Q", title="epoch" + (" (log scale)" if log_x else ""), scale=scale, axis=axis)
+    return alt.X("epoch:Q", title="epoch" + log, scale=scale, axis=axis)
 
 
 def _series_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -299,7 +306,7 @@ def _metric_order(frame: pd.DataFrame) -> list[str]:
 
 def curves_chart(frame: pd.DataFrame, log_x: bool = True, band: str = "minmax", seeds: bool = False,
                  columns: int = 3, width: int = 210, height: int = 200, smoothing: float = 0.0,
-                 log_y: bool = False) -> alt.FacetChart | alt.ConcatChart | None:
+                 log_y: bool = False, batches: int | None = None) -> alt.FacetChart | alt.ConcatChart | None:
     """One panel per metric, one colour per series: mean line over seeds plus a band.
 
     `frame` comes from `curve_frame` (with the same `smoothing`). band: "minmax" (range of the seeds), "sd"
@@ -315,12 +322,12 @@ def curves_chart(frame: pd.DataFrame, log_x: bool = True, band: str = "minmax", 
     metrics = tuple(label("epoch", m) for m in _metric_order(frame))
     losses = tuple(label("epoch", m) for m in _metric_order(frame) if _is_loss(m))
     return _curves(frame, tuple(domain), tuple(rng), metrics, log_x, band, seeds, columns, width, height,
-                   float(smoothing), losses if log_y else ())
+                   float(smoothing), losses if log_y else (), batches)
 
 
 def _curves(frame: pd.DataFrame, domain: tuple[str, ...], rng: tuple[str, ...], metrics: tuple[str, ...],
             log_x: bool, band: str, seeds: bool, columns: int, width: int, height: int, smoothing: float = 0.0,
-            log_panels: tuple[str, ...] = ()) -> alt.FacetChart | alt.ConcatChart:
+            log_panels: tuple[str, ...] = (), batches: int | None = None) -> alt.FacetChart | alt.ConcatChart:
     sel = alt.selection_point(fields=["series"], bind="legend", name="pick")
     zoom = _zoom()
     # one panel a row (a narrow page): the legend's title on two lines, so the legends fit under the panel
@@ -332,9 +339,9 @@ def _curves(frame: pd.DataFrame, domain: tuple[str, ...], rng: tuple[str, ...], 
 
     def facet(panels: tuple[str, ...], log: bool, cols: int) -> alt.FacetChart:
         # one panel a row: the two legends one above, one below (side by side they are wider than the panel)
-        layers = _layers(sel, _x(log_x), color, band, seeds, smoothing, "top" if columns == 1 else "bottom")
+        layers = _layers(sel, _x(log_x, batches), color, band, seeds, smoothing, "top" if columns == 1 else "bottom")
         if label("epoch", "val_loss") in panels:
-            layers.append(_val_loss_min_layer(sel, _x(log_x), color))
+            layers.append(_val_loss_min_layer(sel, _x(log_x, batches), color))
         layered = alt.layer(*(_log_y(layers) if log else layers), data=frame).add_params(sel, zoom)
         return (layered.properties(width=width, height=height)
                 .facet(facet=alt.Facet("metric:N", sort=list(panels), title=None, header=_facet_header()),
@@ -381,7 +388,7 @@ def _val_loss_min_layer(sel: alt.Parameter, x: alt.X, color: alt.Color) -> alt.C
 
 def curves_spec(frame: pd.DataFrame, log_x: bool = True, band: str = "minmax", seeds: bool = False,
                 columns: int = 3, width: int = 210, height: int = 200, smoothing: float = 0.0,
-                log_y: bool = False) -> dict | None:
+                log_y: bool = False, batches: int | None = None) -> dict | None:
     """`curves_chart` as a Vega-Lite dict *without data*, for `st.vega_lite_chart(frame, spec)`.
 
     Building an Altair chart and serialising it costs ~60 ms, which a live view would pay every second; the
@@ -396,16 +403,16 @@ def curves_spec(frame: pd.DataFrame, log_x: bool = True, band: str = "minmax", s
     metrics = tuple(label("epoch", m) for m in _metric_order(frame))
     losses = tuple(label("epoch", m) for m in _metric_order(frame) if _is_loss(m)) if log_y else ()
     return json.loads(_spec_json(tuple(domain), tuple(rng), metrics, log_x, band, seeds, columns, width, height,
-                                 float(smoothing), losses))
+                                 float(smoothing), losses, batches))
 
 
 @lru_cache(maxsize=64)
 def _spec_json(domain: tuple[str, ...], rng: tuple[str, ...], metrics: tuple[str, ...], log_x: bool, band: str,
                seeds: bool, columns: int, width: int, height: int, smoothing: float = 0.0,
-               log_panels: tuple[str, ...] = ()) -> str:
+               log_panels: tuple[str, ...] = (), batches: int | None = None) -> str:
     empty = pd.DataFrame(columns=["kind", "series", "metric", "epoch"])
     spec = _curves(empty, domain, rng, metrics, log_x, band, seeds, columns, width, height, smoothing,
-                   log_panels).to_dict()
+                   log_panels, batches).to_dict()
     spec.pop("data", None)
     spec.pop("datasets", None)
     for part in spec.get("concat", []):
@@ -424,7 +431,8 @@ def figure_marker(experiment: str) -> Metric:
 def figure_chart(tables: RunTables, experiment: str, log_x: bool = True, max_points: int = 120,
                  width: int | None = None, height: int = 150, baselines: dict[str, float] | None = None,
                  flags: dict[str, Health] | None = None, smoothing: float = 0.0, log_y: bool = False,
-                 shared_y: bool = False, columns: int | None = None) -> alt.FacetChart | alt.VConcatChart | None:
+                 shared_y: bool = False, columns: int | None = None, batches: int | None = None
+                 ) -> alt.FacetChart | alt.VConcatChart | None:
     """The course report's Figure 1 (CNN) / Figure 2 (U-Net), reborn: one column per series, rows training
     loss and validation accuracy (F1 for U-Net), min/max band over the seeds around the mean, log-x epochs
     shared per column, and each column headed by its final test metrics as mean ± sd (n seeds).
@@ -445,6 +453,7 @@ def figure_chart(tables: RunTables, experiment: str, log_x: bool = True, max_poi
     them it is one facet per row, stacked, each wrapping after `columns` variants:
     log_y: the loss row on a log y axis (the score row stays linear); shared_y: one y scale across the columns
     of a row (rows keep their own); columns: variants per line (fewer than the variants: the row wraps).
+    batches: label the x axis in optimiser steps (batches per epoch), as the report's figure did.
     """
     rows = figure_metrics(experiment)
     frame = curve_frame(tables, rows, max_points=max_points, smoothing=smoothing)
@@ -464,7 +473,7 @@ def figure_chart(tables: RunTables, experiment: str, log_x: bool = True, max_poi
         frame = pd.concat([frame, *[e for e in extra if len(e)]], ignore_index=True)
     sel = alt.selection_point(fields=["series"], bind="legend", name="pick")
     color = alt.Color("series:N", scale=alt.Scale(domain=domain, range=rng), legend=None)
-    x = _x(log_x)
+    x = _x(log_x, batches)
     x["scale"] = x["scale"].copy()
     x["scale"]["padding"] = 6                                     # a test marker at the last epoch shows whole
     layers = [*_layers(sel, x, color, "minmax", False, smoothing), *_test_layers(x, color)]

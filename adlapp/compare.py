@@ -42,6 +42,7 @@ from adlapp.config import (
     display_name,
     training_signature,
 )
+from adlapp.config import batches_per_epoch as steps_per_epoch
 from adlapp.health import Health
 from adlapp.metrics import Metric, compare_metrics, metric
 from adlapp.store import ACTIVE, FINISHED, RunTables
@@ -51,7 +52,7 @@ __all__ = [
     "one_per_seed",
     "runs_frame", "test_summary", "options", "Selection", "Preset", "PRESETS", "default_preset", "resolve",
     "restrict", "Group", "Gap", "extract_groups", "run_health", "series_health", "chance_levels", "baselines",
-    "family_of", "pairing", "BUDGET_RULES", "has_budget_protocols", "course_tables",
+    "family_of", "pairing", "BUDGET_RULES", "has_budget_protocols", "course_tables", "batches_per_epoch",
     "Comparison", "compare_groups", "analyse", "SeedSpread", "seed_spread", "overfitting",
     "PowerPlan", "power_plan", "SeedPlan", "missing_seeds", "seed_requests", "CurveTest", "curve_test",
     "Finding", "READING", "course_study",
@@ -295,6 +296,14 @@ def _budget_rows(rows: list[dict[str, Any]], epoch: int, protocol: str) -> list[
     if protocol != "all":
         raise ValueError(f"protocol={protocol!r}: must be one of {', '.join(BUDGET_RULES)}")
     return rows
+
+
+def batches_per_epoch(tables: RunTables, experiment: str) -> int | None:
+    """The optimiser steps per epoch all of the experiment's runs share (config.batches_per_epoch), or None
+    when they differ or one trained on a folder: an x axis in batches needs one conversion for every curve."""
+    runs = runs_frame(tables, experiment)
+    values = {steps_per_epoch(c) if c is not None else None for c in runs["cfg"]}
+    return values.pop() if len(values) == 1 else None
 
 
 def course_tables(tables: RunTables) -> RunTables:

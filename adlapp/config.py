@@ -19,7 +19,8 @@ from typing import Any, Callable, Literal
 __all__ = [
     "CODE_VERSION", "ACTIVATIONS", "UPSAMPLINGS", "OPTIMIZERS", "EXPERIMENTS", "EXPERIMENT_INFO",
     "ExperimentInfo", "BUILTIN_DATASETS", "BN_POSITIONS", "BN_LAYERS", "ADDED_DEFAULTS",
-    "COURSE_NAMES", "COURSE_VARIANTS", "QUESTION_NAMES", "display_name", "custom_name", "RUN_ONLY_FIELDS",
+    "COURSE_NAMES", "COURSE_VARIANTS", "QUESTION_NAMES", "CARD_CLASSES", "batches_per_epoch",
+    "display_name", "custom_name", "RUN_ONLY_FIELDS",
     "training_signature", "ConfigError",
     "ModelConfig", "OptimConfig", "DataConfig", "RunConfig", "VARIANTS", "variant", "variant_label",
     "run_key", "config_to_dict", "config_from_dict", "base_config", "LIMITS", "MAX_SEEDS", "MAX_SEED",
@@ -263,6 +264,21 @@ def _canonical(d: dict[str, Any]) -> dict[str, Any]:
             out[part] = {k: v for k, v in out[part].items() if not (k in defaults and v == defaults[k]
                                                                    and type(v) is type(defaults[k]))}
     return out
+
+
+CARD_CLASSES = 53                     # the built-in card set: 13 ranks x 4 suits + joker (adlapp.data.cards)
+
+
+def batches_per_epoch(cfg: RunConfig) -> int | None:
+    """Optimiser steps per epoch on a built-in data set: ceil(training images / batch size), the trainer's last
+    batch being a partial one. None for a folder of the user's (its size is known only once it is read)."""
+    if cfg.data.name == "cards":
+        n = cfg.data.train_per_class * CARD_CLASSES
+    elif cfg.data.name == "vessels":
+        n = cfg.data.n_train
+    else:
+        return None
+    return -(-n // cfg.batch_size)
 
 
 def base_config(experiment: str) -> RunConfig:

@@ -107,14 +107,20 @@ def _loss(cfg: RunConfig, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor
 
 
 # Evaluation batch: 256 on CPU, where the float sum of batch losses (and so every stored loss) depends on how a
-# split is cut into batches, and the recorded CPU studies were made at 256; on an accelerator, where per-batch
-# overhead dominates, the whole split of the course sizes fits in one batch.
+# split is cut into batches, and the recorded CPU studies were made at 256. On an accelerator, where per-batch
+# overhead dominates, up to 1024 images a batch (a course split in one or two), capped at 2**24 input values so
+# that large images (a 512x512 split: 21 a batch) keep the activations to a few GB.
 _EVAL_BATCH_CPU = 256
 _EVAL_BATCH_ACCELERATOR = 1024
+_EVAL_VALUES_ACCELERATOR = 1 << 24
 
 
-def eval_batch_size(device: torch.device) -> int:
-    return _EVAL_BATCH_CPU if device.type == "cpu" else _EVAL_BATCH_ACCELERATOR
+def eval_batch_size(x: torch.Tensor) -> int:
+    """The evaluation batch for the split `x`, by its device and image size (see above)."""
+    if x.device.type == "cpu":
+        return _EVAL_BATCH_CPU
+    per_image = max(1, x[0].numel()) if len(x) else 1
+    return max(1, min(_EVAL_BATCH_ACCELERATOR, _EVAL_VALUES_ACCELERATOR // per_image))
 
 
 @torch.inference_mode()
@@ -123,7 +129,7 @@ def evaluate(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor,
     """Loss and accuracy (classification) or loss, F1 and pixel accuracy (segmentation) over a whole split.
 
     F1 is computed from the split's total true/false positives (a mask is foreground where the logit > 0),
-    so a few almost empty images cannot dominate it. `batch_size` None: `eval_batch_size` of the split's device.
+    so a few almost empty images cannot dominate it. `batch_size` None: `eval_batch_size(x)`.
 
     The sums stay on the device and are read once per split: the loss as float64, adding
     `batch loss (float32, widened exactly) * batch length` batch by batch (the same additions, in the same
@@ -132,7 +138,7 @@ def evaluate(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor,
     """
     was_training = model.training
     model.eval()
-    batch_size = batch_size or eval_batch_size(x.device)
+    batch_size = batch_size or eval_batch_size(x)
     total_loss = torch.zeros((), dtype=torch.float64, device=x.device)
     counts = torch.zeros(4, dtype=torch.int64, device=x.device)      # correct, tp, fp, fn
     for i in range(0, len(x), batch_size):

@@ -123,7 +123,26 @@ def chart_options(prefix: str) -> dict:
             "smoothing": c5.slider("smoothing (EMA)", 0.0, 0.99, value=0.0, step=0.01, key=f"{prefix}_smooth",
                                    help=SMOOTH_HELP, **KEEP),
             "log_y": c6.checkbox("log-scale loss", value=False, key=f"{prefix}_log_y",
-                                 help="A log y axis on the loss panels; the score panels stay linear.", **KEEP)}
+                                 help="A log y axis on the loss panels; the score panels stay linear.", **KEEP),
+            "x_batches": c1.checkbox("x axis in batches", value=False, key=f"{prefix}_x_batches", help=BATCHES_HELP,
+                                     **KEEP)}
+
+
+BATCHES_HELP = ("Label the x axis in optimiser steps (batches) instead of epochs, as the course report's figure did "
+                "(it noted its axis was \"off by a factor of 3\"). The title gives the conversion: one epoch is "
+                "⌈training images / batch size⌉ batches. Only for runs that share one conversion.")
+
+
+def batches_axis(tables: RunTables, experiment: str, wanted: bool) -> int | None:
+    """Batches per epoch for an x axis in batches, when asked for and every run shares one; else None (and
+    a caption saying why the axis stays in epochs)."""
+    if not wanted:
+        return None
+    steps = compare.batches_per_epoch(tables, experiment)
+    if steps is None:
+        st.caption("The x axis stays in epochs: these runs differ in batches per epoch (data size or batch size), "
+                   "or trained on a folder.")
+    return steps
 
 
 def default_seeds(experiment: str) -> str:
@@ -297,10 +316,11 @@ def render_results(prefix: str, experiment: str, tables: RunTables, opts: dict) 
         return
     shown = set(frame["metric"])
     panels = [p for p in (metrics.label("epoch", m) for m in metrics.curve_metrics(experiment)) if p in shown]
+    steps = batches_axis(tables, experiment, bool(opts.get("x_batches")))
     for column, panel in zip(st.columns(len(panels)), panels, strict=True):
         spec = charts.curves_spec(frame[frame["metric"] == panel], log_x=opts["log_x"], band=opts["band"],
                                   seeds=opts["seeds"], smoothing=smoothing, log_y=bool(opts.get("log_y", False)),
-                                  **CURVES_SIZE)
+                                  batches=steps, **CURVES_SIZE)
         spec["transform"] = [{"filter": {"field": "metric", "equal": panel}}, *spec.get("transform", [])]
         column.vega_lite_chart(frame, spec, width="content")   # cached spec + fresh data: cheap every poll
     for note in report.seed_progress_notes(tables):

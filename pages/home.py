@@ -11,6 +11,7 @@ from pages import _common as ui
 
 STUDY_PARAM = "study"
 FIGURES = {"cnn": "Figure 1 reborn: CNN variants", "unet": "Figure 2 reborn: U-Net variants"}
+PER_LINE = ("all", 2, 1)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -114,6 +115,11 @@ log_y = c2.checkbox("log-scale loss", value=False, key="home_log_y", **ui.KEEP)
 shared_y = c3.checkbox("same y scale across variants", value=False, key="home_shared_y", **ui.KEEP)
 smooth = c4.slider("smoothing (EMA)", 0.0, 0.99, value=0.0, step=0.01, key="home_smooth", help=ui.SMOOTH_HELP,
                    **ui.KEEP)
+c1, c2 = st.columns(2)
+x_batches = c1.checkbox("x axis in batches", value=False, key="home_x_batches", help=ui.BATCHES_HELP, **ui.KEEP)
+per_line = c2.selectbox("variants per line", PER_LINE, key="home_per_line", **ui.KEEP,
+                        help="All side by side (the report's layout) needs ~950 px; on a phone choose 1 or 2: each "
+                             "row then wraps after that many variants.")
 for exp, title in FIGURES.items():
     part = tables.select(set(tables.runs.loc[tables.runs["experiment"] == exp, "key"]))
     if part.runs.empty:
@@ -127,10 +133,13 @@ for exp, title in FIGURES.items():
                "heads give the final test metrics as mean ± sd (ddof=1) with n seeds. Diamonds on the "
                f"{label('epoch', figure_metrics(exp)[1])} row: {charts.figure_marker(exp).label} after each "
                "epoch the test split was scored at, mean ± sd (error bar); hover for n.")
+    steps = ui.batches_axis(part, exp, x_batches)
+    columns = None if per_line == "all" else int(per_line)
     if (chart := charts.figure_chart(part, exp, log_x=log_x, baselines=report.baseline_labels(base),
-                                     flags=flags, smoothing=smooth, log_y=log_y, shared_y=shared_y)) is not None:
+                                     flags=flags, smoothing=smooth, log_y=log_y, shared_y=shared_y, batches=steps,
+                                     columns=columns, width=320 if columns == 1 else None)) is not None:
         st.altair_chart(chart, width="content")
-        _figure_downloads(exp, chart, part, (log_x, log_y, shared_y, smooth))
+        _figure_downloads(exp, chart, part, (log_x, log_y, shared_y, smooth, steps, columns))
     if base:
         st.caption(f"Dashed on the {label('epoch', score)} row: " + "; ".join(
             f"{k} {report.number(v, 3)}" for k, v in base.items()) + " (a model that learned nothing). "

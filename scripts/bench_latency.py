@@ -8,6 +8,9 @@
     first time in a new process (the app's first visitor after a start); "warm" repeats it inside the same
     process, as a running app does on a later click (its st.cache_data makes the loading part cheaper still).
     Files are in the OS page cache after the first repeat either way: this does not drop caches.
+(a') The server side of the same clicks in the app: Streamlit's AppTest runs app.py (Home), then the CNN page,
+    which serves the course study from cached_runs/ (an empty temporary store), then that page again, timing
+    each script run. What a browser adds (websocket, Vega-Lite rendering) is not in these numbers.
 (b) Click to first live point: `python -m adlapp train cnn --epochs 1 --seeds 1 --device cpu` started with
     `subprocess` into a fresh temporary store, timed until the store holds its first epoch row. The parts are
     measured by separate probes: interpreter + `import torch`, the rest of adlapp's imports, building the card
@@ -61,6 +64,24 @@ marks["warm_first_chart_from_loaded_tables"] = time.time() - start
 print(json.dumps(marks))
 """
 
+# Runs in a child process: the server side of a click, through Streamlit's AppTest (the page scripts as a running
+# app executes them, without a browser): app start on Home, then the CNN page with the cached study, then a rerun.
+_PAGE_CHILD = r"""
+import json, os, time
+t0 = float(os.environ["BENCH_T0"])
+from streamlit.testing.v1 import AppTest
+marks = {"streamlit imported": time.time() - t0}
+at = AppTest.from_file(os.path.join(os.environ["BENCH_ROOT"], "app.py"), default_timeout=120)
+start = time.time(); at.run(); marks["app start: Home page run"] = time.time() - start
+start = time.time(); at.switch_page("pages/cnn.py").run()
+marks["first CNN page run (cached study)"] = time.time() - start
+assert not at.exception, at.exception
+charts = len(at.get("vega_lite_chart")) + len(at.get("arrow_vega_lite_chart"))
+start = time.time(); at.run(); marks["CNN page rerun (a later click)"] = time.time() - start
+marks["charts on the CNN page"] = charts
+print(json.dumps(marks))
+"""
+
 _IMPORT_TORCH = "import time, os; t0 = float(os.environ['BENCH_T0']); import torch; print(time.time() - t0)"
 _IMPORT_ADLAPP = ("import time, torch; t = time.time(); import adlapp.cli, adlapp.runner, adlapp.train; "
                   "print(time.time() - t)")
@@ -68,14 +89,20 @@ _BUILD_DATA = ("import time, adlapp.data as d; t = time.time(); d.make_cards(tra
                "print(time.time() - t)")
 
 
-def _child(code: str) -> str:
-    env = {**os.environ, "BENCH_T0": repr(time.time()), "PYTHONPATH": str(ROOT)}
+def _child(code: str, **env_extra: str) -> str:
+    env = {**os.environ, "BENCH_T0": repr(time.time()), "PYTHONPATH": str(ROOT), "BENCH_ROOT": str(ROOT), **env_extra}
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout.strip().splitlines()[-1]
 
 
 def cached_study(repeats: int) -> dict[str, float]:
     runs = [json.loads(_child(_CACHED_CHILD)) for _ in range(repeats)]
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def page_runs(repeats: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as store:       # an empty store: the page serves the study from cached_runs/
+        runs = [json.loads(_child(_PAGE_CHILD, ADLAPP_STORE=store)) for _ in range(repeats)]
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
@@ -120,6 +147,10 @@ def main() -> None:
     print(f"(a) cached study to first chart (seconds from process start; median of {args.repeats})")
     for name, secs in cached.items():
         print(f"    {name:38} {secs:6.3f}")
+    pages = page_runs(args.repeats)
+    print(f"(a') the app's server side (streamlit AppTest, no browser; seconds; median of {args.repeats})")
+    for name, secs in pages.items():
+        print(f"    {name:38} {secs:6.3f}" if name != "charts on the CNN page" else f"    {name:38} {secs:6.0f}")
     if args.skip_train:
         return
     parts: dict[str, list[float]] = {"interpreter + import torch": [], "adlapp imports": [],

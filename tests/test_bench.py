@@ -1,5 +1,6 @@
 """`python -m adlapp bench`: both loops solve the same problem, the output has its promised shape, bad arguments
-are refused; and the U-Net's speed changes keep its numbers bit-identical. No test here asserts a timing."""
+are refused; and the U-Net computes exactly what its reference formulation does, the guard any speed change to it
+must pass. No test here asserts a timing."""
 from __future__ import annotations
 
 import re
@@ -112,9 +113,11 @@ def test_argparse_refuses_unknown_choices(capsys):
     assert stop.value.code == 2
 
 
-# -- the U-Net's speed changes keep its numbers -------------------------------------------------------------
-class _DoubleConvBefore(nn.Sequential):
-    """adlapp.models.unet.DoubleConv as it was before the in-place ReLU: the reference for bit-identity."""
+# -- a speed change to the U-Net must keep its numbers -------------------------------------------------------
+class _ReferenceDoubleConv(nn.Sequential):
+    """adlapp.models.unet.DoubleConv as first written (out-of-place activations): the reference for bit-identity.
+    A faster U-Net (an in-place ReLU, a fused op, a cat that writes in place) must give the same outputs,
+    gradients and BatchNorm statistics, bit for bit, on CPU, and keep its state_dict keys."""
 
     def __init__(self, c_in: int, c_out: int, activation: str, batchnorm: bool) -> None:
         layers: list[nn.Module] = []
@@ -126,13 +129,13 @@ class _DoubleConvBefore(nn.Sequential):
         super().__init__(*layers)
 
 
-def _unet_before(**kw) -> UNet:
-    """The same U-Net with every DoubleConv swapped for the out-of-place original (same names, same weights)."""
+def _reference_unet(**kw) -> UNet:
+    """The same U-Net with every DoubleConv swapped for the reference block (same names, same weights)."""
     model = UNet(**kw)
     for blocks in (model.down, model.merge):
         for i, block in enumerate(blocks):
             convs = [m for m in block if isinstance(m, nn.Conv2d)]
-            old = _DoubleConvBefore(convs[0].in_channels, convs[0].out_channels, kw.get("activation", "relu"),
+            old = _ReferenceDoubleConv(convs[0].in_channels, convs[0].out_channels, kw.get("activation", "relu"),
                                     kw.get("batchnorm", False))
             old.load_state_dict(block.state_dict())
             blocks[i] = old
@@ -141,10 +144,10 @@ def _unet_before(**kw) -> UNet:
 
 @pytest.mark.parametrize("kw", [{}, {"upsampling": "nearest"}, {"activation": "elu"}, {"batchnorm": True},
                                 {"upsampling": "bilinear", "batchnorm": True, "depth": 2}])
-def test_unet_outputs_and_gradients_are_bit_identical_to_the_original(kw):
+def test_unet_outputs_and_gradients_are_bit_identical_to_the_reference(kw):
     torch.manual_seed(0)
     now = UNet(**kw)
-    before = _unet_before(**kw)
+    before = _reference_unet(**kw)
     before.load_state_dict(now.state_dict())
     assert list(before.state_dict()) == list(now.state_dict())        # stored weights keep loading
     x = torch.randn(4, 3, 32, 32)

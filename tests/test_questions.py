@@ -335,3 +335,45 @@ def test_home_reads_the_open_questions(env):
     text = " ".join(m.value for m in at.markdown)
     for q in questions.QUESTIONS:
         assert f"**{q.title}**" in text
+
+
+# -- epochs vs batches on the x axis -----------------------------------------------------------------------------
+def test_batches_per_epoch_is_ceil_of_training_images_over_batch_size(study):
+    from adlapp.config import CARD_CLASSES, batches_per_epoch
+    from adlapp.data.cards import CLASS_NAMES
+
+    assert CARD_CLASSES == len(CLASS_NAMES)
+    assert batches_per_epoch(variant("cnn/adam")) == math.ceil(20 * 53 / 64) == 17
+    assert batches_per_epoch(variant("unet/normal")) == 48 // 8 == 6
+    folder = replace(variant("cnn/adam"), data=replace(variant("cnn/adam").data, name="/some/folder"))
+    assert batches_per_epoch(folder) is None
+    t = study["tables"]
+    assert cmp.batches_per_epoch(t, "cnn") == math.ceil(53 / 64)          # tiny: 1 card per class, batch 64
+    assert cmp.batches_per_epoch(t, "unet") == 1                         # 4 images in batches of 4
+    runs = t.runs.copy()
+    i = runs.index[runs["experiment"] == "cnn"][0]
+    d = json.loads(runs.at[i, "config"])
+    d["batch_size"] = 8                                                  # one run trained otherwise
+    runs.at[i, "config"] = json.dumps(d)
+    assert cmp.batches_per_epoch(RunTables(runs, t.epochs, t.tests), "cnn") is None
+
+
+def test_batches_axis_labels_epochs_times_batches():
+    from adlapp import charts
+
+    x = charts._x(True, 17).to_dict()
+    assert x["title"] == "batches (log scale): 1 epoch = 17 batches"
+    assert "datum.value * 17" in x["axis"]["labelExpr"] and x["field"] == "epoch"
+    assert charts._x(False).to_dict()["title"] == "epoch"
+
+
+def test_home_figure_in_batches_and_one_variant_per_line(env):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["study"] = "open"
+    at.run()
+    at.checkbox(key="home_x_batches").check()
+    at.selectbox(key="home_per_line").set_value(1).run()
+    assert not at.exception, at.exception
+    specs = [json.loads(el.proto.spec) for el in at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")]
+    text = json.dumps(specs)
+    assert "1 epoch = 1 batches" in text                                  # tiny CNN: 53 images, batch 64

@@ -9,14 +9,6 @@ from adlapp.models.layers import activation_layer
 __all__ = ["UNet"]
 
 
-def _activation(name: str) -> nn.Module:
-    """ReLU may overwrite its input: nothing else reads a conv's or BatchNorm's output, ReLU's backward reads
-    only its result (as the out-of-place one does), so outputs and gradients are bit-identical while a block
-    allocates and writes one tensor less. ELU and GELU stay out of place: an in-place ELU's backward works from
-    its result instead of its input, which rounds differently."""
-    return nn.ReLU(inplace=True) if name == "relu" else activation_layer(name)
-
-
 class DoubleConv(nn.Sequential):
     """Two 3x3 'same' convolutions, each followed by optional BatchNorm and the activation."""
 
@@ -26,7 +18,7 @@ class DoubleConv(nn.Sequential):
             layers.append(nn.Conv2d(c, c_out, kernel_size=3, padding=1, bias=not batchnorm))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(c_out))
-            layers.append(_activation(activation))
+            layers.append(activation_layer(activation))
         super().__init__(*layers)
 
 
