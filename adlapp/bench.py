@@ -43,6 +43,7 @@ from adlapp.config import (
     EXPERIMENT_INFO,
     EXPERIMENTS,
     LIMITS,
+    MAX_SEEDS,
     ConfigError,
     RunConfig,
     config_from_dict,
@@ -93,7 +94,8 @@ def add_parser(sub) -> None:
 # -- the two loops ------------------------------------------------------------------------------------------
 @dataclass
 class LoopRun:
-    """One run of one loop: wall seconds and the final test scores and weights."""
+    """One run of one loop: its final test scores and weights, and the wall seconds from start to return (under
+    `interleaved` the engine's include the notebook epochs run between its own: compare per-epoch seconds)."""
     loop: str                                    # "notebook" | "adlapp"
     seed: int
     seconds: float
@@ -441,7 +443,7 @@ def bench_config(experiment: str, name: str | None, epochs: int, train_per_class
 
 
 def _check(args: argparse.Namespace) -> None:
-    for name, value, top in (("--seeds", args.seeds, 100), ("--epochs", args.epochs, LIMITS["epochs"]),
+    for name, value, top in (("--seeds", args.seeds, MAX_SEEDS), ("--epochs", args.epochs, LIMITS["epochs"]),
                              ("--threads", args.threads, LIMITS["threads"]),
                              ("--train-per-class", args.train_per_class, LIMITS["train_per_class"]),
                              ("--n-train", args.n_train, LIMITS["n_train"])):

@@ -4,11 +4,16 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import ROOT, tiny
+from conftest import ROOT, TINY_SEEDS, tiny
 from streamlit.testing.v1 import AppTest
 
 from adlapp import jobs
+from adlapp.config import VARIANTS
 from adlapp.store import RunStore
+
+# course_bundles holds every registry variant x TINY_SEEDS: cnn.zip the CNN's, unet.zip the U-Net's
+CNN_RUNS = sum(n.startswith("cnn/") for n in VARIANTS) * len(TINY_SEEDS)
+ALL_RUNS = len(VARIANTS) * len(TINY_SEEDS)
 
 APP = str(ROOT / "app.py")
 
@@ -37,19 +42,19 @@ def test_an_import_shows_at_once(app_env, course_bundles):
     at.file_uploader(key="runs_import_upload").upload("cnn.zip", (course_bundles / "cnn.zip").read_bytes()).run()
     at.button(key="runs_import_btn").click().run()          # one run, no reload
     assert not at.exception, at.exception
-    assert "Imported 6 new run(s)" in at.success[0].value
+    assert f"Imported {CNN_RUNS} new run(s)" in at.success[0].value
     assert "No runs in the store yet" not in texts(at)
-    assert len(at.dataframe[0].value) == 6
-    assert at.get("download_button")[0].proto.label.startswith("Export 6 finished")
+    assert len(at.dataframe[0].value) == CNN_RUNS
+    assert at.get("download_button")[0].proto.label.startswith(f"Export {CNN_RUNS} finished")
 
 
 def test_loading_cached_runs_shows_at_once(app_env, course_bundles, monkeypatch):
     monkeypatch.setenv("ADLAPP_CACHED_RUNS", str(course_bundles))
     at = runs_page()
     at.button(key="runs_load_cached_btn").click().run()
-    assert "Loaded 14 new run(s)" in at.success[0].value
+    assert f"Loaded {ALL_RUNS} new run(s)" in at.success[0].value
     assert "No runs in the store yet" not in texts(at)
-    assert len(at.dataframe[0].value) == 14
+    assert len(at.dataframe[0].value) == ALL_RUNS
 
 
 def test_cancel_picker_keeps_a_run_that_starts_as_one_entry(app_env, no_workers):
@@ -82,16 +87,16 @@ def test_delete_asks_for_confirmation_and_names_finished_results(app_env, course
     keys = list(store.runs()["key"])
     at.multiselect(key="runs_delete_sel").set_value(keys).run()              # "Select all"
     assert at.button(key="runs_delete_btn").disabled
-    assert any("14 of them are finished results" in w.value for w in at.warning)
+    assert any(f"{ALL_RUNS} of them are finished results" in w.value for w in at.warning)
     confirm = at.checkbox(key="runs_delete_confirm")
-    assert confirm.label == "Yes, delete 14 run(s), 14 of them finished result(s)"
+    assert confirm.label == f"Yes, delete {ALL_RUNS} run(s), {ALL_RUNS} of them finished result(s)"
     at.multiselect(key="runs_delete_sel").set_value(keys[:2]).run()
     at.checkbox(key="runs_delete_confirm").check().run()
     assert not at.button(key="runs_delete_btn").disabled
     at.button(key="runs_delete_btn").click().run()
     assert not at.exception, at.exception
     assert "Deleted 2 run(s)" in at.success[0].value
-    assert len(store.runs()) == 12 and len(at.dataframe[0].value) == 12         # shown at once
+    assert len(store.runs()) == ALL_RUNS - 2 and len(at.dataframe[0].value) == ALL_RUNS - 2    # shown at once
     assert at.multiselect(key="runs_delete_sel").value == []
     at.multiselect(key="runs_delete_sel").set_value(keys[2:4]).run()
     assert not at.checkbox(key="runs_delete_confirm").value                    # a new choice: confirm again
