@@ -467,7 +467,9 @@ def figure_chart(tables: RunTables, experiment: str, log_x: bool = True, max_poi
     order = _series_frame(frame)
     domain, rng = colours(order)
     panels = [heads.get(s, s) for s in order["series"]]
-    width = width or max(120, min(200, 680 // len(panels)))      # 4 columns + axes fit a wide page (~950 px)
+    # Each column adds ~65 px of axis labels and padding to its panel: 4 columns fit the ~820 px main column
+    # of a 1280 px window beside the sidebar.
+    width = width or max(100, min(200, 800 // len(panels) - 70))
     extra = [_baseline_rows(baselines, order, heads, rows[1]), _flag_rows(tables, flags, order, heads, rows[1])]
     if any(len(e) for e in extra):
         frame = pd.concat([frame, *[e for e in extra if len(e)]], ignore_index=True)

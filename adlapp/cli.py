@@ -3,7 +3,8 @@
 Commands: train, resume, continue, runs, cancel, export, import, worker, compare (adlapp.compare_cli), report
 (adlapp.study_report). Every bad argument exits non-zero with one clear line, and is refused before the store is
 touched. torch is imported only by the commands that train. `train` and `resume` train in this process; `cancel`
-and `worker` go through the job queue (adlapp.jobs), as the app does.
+and `worker` go through the job queue (adlapp.jobs), as the app does. `train --backend ray` trains on a Ray
+cluster with this process as the driver; `worker --backend ray` is the store's Ray dispatcher (adlapp.ray_backend).
 """
 from __future__ import annotations
 
@@ -150,6 +151,7 @@ def _add_train(sub) -> None:
                         "when stopped). Does not change the numbers, so it is not part of the run's key")
     _add_device(t, threads_help="torch CPU threads (default: all cores)")
     t.add_argument("--store", help="store directory (default $ADLAPP_STORE or ./runs)")
+    _add_backend(t, concurrency_help="--backend ray: seeds trained at once (default: the cluster's CPUs)")
 
 
 def _add_resume(sub) -> None:
@@ -209,9 +211,24 @@ def _add_import(sub) -> None:
 
 
 def _add_worker(sub) -> None:
-    w = sub.add_parser("worker", help="drain the store's queue (started by the app; rarely by hand)")
+    w = sub.add_parser("worker", help="drain the store's queue (started by the app; rarely by hand)",
+                       description="Drain the store's queue. --backend ray: the dispatcher, which trains the queued "
+                                   "runs on a Ray cluster and writes their epochs into the store.")
     w.add_argument("--store")
     _add_device(w, threads_help="torch CPU threads")
+    _add_backend(w, concurrency_help="--backend ray: runs in flight at once (default: the cluster's CPUs)")
+    w.add_argument("--idle-exit", type=_finite_float, default=None, metavar="S",
+                   help="--backend ray: seconds an idle dispatcher waits for new runs before it exits (default 60)")
+
+
+def _add_backend(parser: argparse.ArgumentParser, concurrency_help: str) -> None:
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="where runs train: this machine (local), or a Ray cluster (ray; needs "
+                             "`pip install -r requirements-ray.txt`)")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="--backend ray: the cluster to join, e.g. ray://head:10001 or head:6379 (default "
+                             "$RAY_ADDRESS, else a local Ray cluster started for the command)")
+    parser.add_argument("--concurrency", type=_positive_int, help=concurrency_help)
 
 
 def _add_device(parser: argparse.ArgumentParser, threads_help: str) -> None:
@@ -270,6 +287,8 @@ def _prepare_training(device: str, threads: int | None) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from adlapp.runner import TerminationFlag  # imports torch: only when training
 
+    if args.backend == "ray":
+        return _train_on_ray(args)
     cfg = build_config(args)
     _check_checkpoint_every(args.checkpoint_every)
     _prepare_training(args.device, args.threads)
@@ -284,6 +303,64 @@ def _cmd_train(args: argparse.Namespace) -> int:
             return 130
         finals.append(final)
     return 1 if "failed" in finals else 0
+
+
+def _ray_dispatcher(args: argparse.Namespace, store: RunStore, flag, idle: bool = False):
+    """A connected adlapp.ray_backend.Dispatcher for these arguments; a missing Ray, or a cluster that cannot
+    run the device (no GPU), is one clear line."""
+    from adlapp.ray_backend import Dispatcher, RayRefused, RayUnavailable
+
+    if args.ray_address is not None and not args.ray_address.strip():
+        raise CliError("--ray-address: empty; give the cluster's address or leave it out for a local cluster")
+    try:
+        dispatcher = Dispatcher(store, address=args.ray_address, concurrency=args.concurrency, device=args.device,
+                                threads=args.threads, checkpoint_every=getattr(args, "checkpoint_every", None),
+                                flag=flag, log=lambda line: print(line, file=sys.stderr, flush=True))
+    except RayUnavailable as e:
+        raise CliError(str(e)) from None
+    try:
+        dispatcher.connect()
+    except RayRefused as e:
+        dispatcher.close()
+        raise CliError(str(e)) from None
+    return dispatcher
+
+
+def _train_on_ray(args: argparse.Namespace) -> int:
+    """`train --backend ray`: queue the seeds, then train them on the cluster from this process (the driver),
+    writing every epoch into the store here. The device is checked against the cluster, not this machine."""
+    from adlapp.runner import TerminationFlag  # imports torch: only when training
+
+    cfg = build_config(args)
+    _check_checkpoint_every(args.checkpoint_every)
+    _load_data_now(cfg)
+    store = RunStore(args.store)
+    store.mark_stale()
+    flag = TerminationFlag()
+    dispatcher = _ray_dispatcher(args, store, flag)
+    try:
+        command, pending = _command_line(), []
+        for seed in args.seeds:
+            key, status = store.enqueue(cfg, seed, command=command)
+            if status in FINISHED:
+                print(f"{key} seed={seed}: already {status}, not trained again", file=sys.stderr)
+            else:
+                pending.append((key, seed, status))
+
+        def claim():
+            while pending:
+                key, seed, status = pending.pop(0)
+                claimed = store.claim(key, pid=os.getpid())
+                if claimed is not None:
+                    return claimed
+                print(f"{key} seed={seed}: {status} in another process, skipped", file=sys.stderr)
+            return None
+        finals = dispatcher.serve(claim)
+    finally:
+        dispatcher.close()
+    if "cancelled" in finals.values():
+        return 130
+    return 1 if {"failed", "interrupted"} & set(finals.values()) else 0
 
 
 def _load_data_now(cfg: RunConfig) -> None:
@@ -539,6 +616,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     store's queue (adlapp.jobs) for as long as it runs."""
     from adlapp.runner import TerminationFlag, run_claimed  # imports torch: only when training
 
+    if args.backend == "ray":
+        return _dispatch_on_ray(args)
     _prepare_training(args.device, args.threads)
     store = RunStore(args.store)
     flag = TerminationFlag()
@@ -552,6 +631,28 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             print(f"worker {os.getpid()}: training {key} ({cfg.experiment}, seed {seed})", flush=True)
             status = run_claimed(store, key, cfg, seed, device=args.device, flag=flag)
             print(f"worker {os.getpid()}: {key} {status}", flush=True)
+    return 0
+
+
+def _dispatch_on_ray(args: argparse.Namespace) -> int:
+    """`worker --backend ray`: the store's dispatcher (adlapp.ray_backend), registered for as long as it runs,
+    which leaves once the queue has been empty for --idle-exit seconds."""
+    from adlapp.ray_backend import IDLE_EXIT_S, DispatcherRegistry
+    from adlapp.runner import TerminationFlag  # imports torch: only when training
+
+    store = RunStore(args.store)
+    flag = TerminationFlag()
+    registry = DispatcherRegistry(store.root)
+    with registry.registered(os.getpid()):
+        dispatcher = _ray_dispatcher(args, store, flag)
+        try:
+            def claim():
+                store.mark_stale()     # a run whose dispatcher died becomes `interrupted`, and is resumed here
+                return store.claim(pid=os.getpid(), interrupted=True)
+            dispatcher.serve(claim, idle_exit_s=IDLE_EXIT_S if args.idle_exit is None else args.idle_exit,
+                             registry=registry)
+        finally:
+            dispatcher.close()
     return 0
 
 

@@ -17,7 +17,7 @@ from adlapp.bundle import BundleError, LoadedBundle, export_store, import_bundle
 from adlapp.store import RunStore, RunTables
 
 __all__ = ["PROJECT_ROOT", "CachedRuns", "store_dir", "cached_runs_dir", "folder_signature", "load_cached",
-           "import_cached", "export_bytes", "import_bytes"]
+           "import_cached", "export_bytes", "import_bytes", "newest_first"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent      # the checkout: app.py, runs/, cached_runs/
 
@@ -58,8 +58,13 @@ def load_cached(folder: str | os.PathLike) -> CachedRuns:
     A run (key) in several bundles is taken from the newest (manifest `created`): a study regenerated piece by
     piece replaces an older bundle's runs as each new bundle lands, with no run counted twice."""
     loaded, errors = read_bundle_dir(folder) if Path(folder).is_dir() else ([], [])
-    loaded = sorted(loaded, key=lambda b: (str(b.manifest.get("created", "")), b.path.name), reverse=True)
+    loaded = newest_first(loaded)
     return CachedRuns(RunTables.concat([b.tables for b in loaded]), _bundle_rows(loaded), errors)
+
+
+def newest_first(loaded: list[LoadedBundle]) -> list[LoadedBundle]:
+    """Bundles newest first (manifest `created`, then name): the order in which a run key is taken."""
+    return sorted(loaded, key=lambda b: (str(b.manifest.get("created", "")), b.path.name), reverse=True)
 
 
 def import_cached(store: RunStore, folder: str | os.PathLike) -> tuple[list[str], list[str]]:

@@ -32,7 +32,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from adlapp import charts, exports, library, report
+from adlapp import charts, exports, library, questions, report
 from adlapp import compare as cmp
 from adlapp.bundle import read_bundle_dir
 from adlapp.config import EXPERIMENT_INFO, EXPERIMENTS, VARIANTS, display_name
@@ -69,13 +69,15 @@ class Provenance:
 
 def read_sources(store: str | Path | None = None, cached: str | Path | None = None) -> tuple[RunTables, Provenance]:
     """The runs of the store folder (if it exists; reading creates no store) and of every bundle in `cached`
-    (a cached_runs/ folder), the store first: it wins on a run key, as in `python -m adlapp compare`."""
+    (a cached_runs/ folder), the store first: it wins on a run key, as in `python -m adlapp compare`; among
+    bundles the newest wins (`library.newest_first`), as in the app."""
     parts: list[tuple[str, RunTables]] = []
     skipped: list[str] = []
     if store is not None and Path(store).is_dir():
         parts.append((f"run store {store}", RunStore(store).tables()))
     if cached is not None and Path(cached).is_dir():
         loaded, skipped = read_bundle_dir(cached)
+        loaded = library.newest_first(loaded)
         parts += [(f"{Path(cached).name}/{b.path.name}", b.tables) for b in loaded]
     seen: set[str] = set()
     sources = []
@@ -104,7 +106,8 @@ def source_line(tables: RunTables, experiment: str, provenance: Provenance | Non
 
 
 def figure(tables: RunTables, experiment: str, log_x: bool = True):
-    """The Home page's course figure of `experiment` (health flags, chance/majority baselines), or None."""
+    """The Home page's course figure of `experiment` (health flags, chance/majority baselines), or None.
+    `tables` as given: pass `compare.course_tables(...)` for the report's own study, as Home does."""
     part = _part(tables, experiment)
     if part.runs.empty:
         return None
@@ -207,6 +210,10 @@ def write_report(out_dir: str | Path, tables: RunTables, experiments: Sequence[s
     provenance = provenance or Provenance()
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(parents=True, exist_ok=True)
+    everything = tables
+    # The course figures, tables, presets and reading show the report's own study (its variants, one run per
+    # seed); runs that answer its open questions get their own section. Variants asked for by name are shown.
+    tables = tables if variants else cmp.course_tables(tables)
     exps = [e for e in EXPERIMENTS if (tables.runs["experiment"] == e).any()]
     body: list[str] = []
 
@@ -272,7 +279,10 @@ def write_report(out_dir: str | Path, tables: RunTables, experiments: Sequence[s
     body.append("<h2>What the numbers say</h2><ul>"
                 + "".join(f"<li>{markdown_inline(line)}</li>" for line in lines) + "</ul>")
 
-    prov = _provenance(tables, exps, provenance)
+    if not variants:
+        body += _questions_html(out, everything)
+
+    prov = _provenance(everything, exps, provenance)
     (out / "provenance.json").write_text(json.dumps(prov, indent=1), "utf-8")
     body.append(_provenance_html(prov))
 
@@ -283,6 +293,26 @@ def write_report(out_dir: str | Path, tables: RunTables, experiments: Sequence[s
                      f"{report.plural(len(tables.runs), 'run')}. {markdown_inline(report.PLAIN_INTRO)}</p>"
                      + "\n".join(body) + "</body></html>\n", "utf-8")
     return index
+
+
+def _questions_html(out: Path, tables: RunTables) -> list[str]:
+    """The report's open questions, each answered from `tables` (adlapp.questions), its numbers as CSV."""
+    parts = ["<h2>The report's open questions</h2><p class=\"cap\">Each answered from these runs with the "
+             "Compare page's statistics (Holm within each question's pairs); the Compare page also queues the "
+             "runs a question still lacks.</p>"]
+    for ans in questions.answers(tables):
+        q = ans.question
+        parts.append(f"<h3>{html.escape(q.title)}</h3><p class=\"cap\">{html.escape(q.quote)}</p>"
+                     f"<p><strong>{markdown_inline(ans.headline)}</strong></p>")
+        if ans.lines:
+            parts.append("<ul>" + "".join(f"<li>{markdown_inline(line)}</li>" for line in ans.lines) + "</ul>")
+        if not ans.table.empty:
+            stem = f"question_{q.id}"
+            _write_table(out, stem, ans.table, markdown=False, latex=False)
+            parts.append(f"<p class=\"cap\">Numbers: <a href=\"tables/{stem}.csv\">{stem}.csv</a>.</p>")
+        if ans.missing:
+            parts.append(f"<p class=\"cap\">Not in these runs yet: {html.escape('; '.join(ans.missing))}.</p>")
+    return parts
 
 
 def _write_table(out: Path, stem: str, df: pd.DataFrame, csv: bool = True, markdown: bool = True,

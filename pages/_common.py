@@ -13,6 +13,7 @@ from adlapp import charts, compare, datacards, estimate, exports, library, live,
 from adlapp.config import COURSE_VARIANTS, display_name
 from adlapp.devices import training_device
 from adlapp.jobs import Backend, LocalProcessBackend, default_concurrency
+from adlapp.ray_backend import INSTALL_HINT, RayBackend, ray_available
 from adlapp.store import ACTIVE, ERROR_STATUSES, RunStore, RunTables
 
 
@@ -90,9 +91,32 @@ def _backend(path: str, concurrency: int) -> LocalProcessBackend:
     return LocalProcessBackend(_store(path), concurrency=concurrency)
 
 
+@st.cache_resource(show_spinner=False)
+def _ray_backend(path: str, concurrency: int) -> RayBackend:
+    return RayBackend(_store(path), concurrency=concurrency)
+
+
+BACKENDS = ("local processes", "Ray")     # the sidebar's "where runs train"
+RAY_HELP = ("Local processes: each run trains in a background process on this computer. Ray: one dispatcher "
+            "process sends the runs to a Ray cluster (the one named by $RAY_ADDRESS when the app started, else a "
+            "local Ray cluster on this computer) and writes every epoch into this app's run store. Your own data "
+            "folders must be readable at the same path on every Ray node. See docs/scale.md.")
+
+
+def backend_choice() -> None:
+    """The sidebar's "where runs train" radio; says how to install Ray when it is chosen but missing."""
+    st.radio("where runs train", BACKENDS, key="backend_kind", horizontal=True, help=RAY_HELP)
+    if st.session_state.get("backend_kind") == "Ray" and not ray_available():
+        st.warning(f"Ray is not installed here, so runs train in local processes. Install it with "
+                   f"`{INSTALL_HINT}` and restart the app.")
+
+
 def backend() -> Backend:
-    """The one backend every page submits, cancels and watches runs through, at the sidebar's concurrency."""
+    """The one backend every page submits, cancels and watches runs through: the sidebar's choice of where
+    runs train (local processes unless Ray is chosen and installed), at the sidebar's concurrency."""
     concurrency = int(st.session_state.get("concurrency") or concurrency_default())
+    if st.session_state.get("backend_kind") == "Ray" and ray_available():
+        return _ray_backend(str(library.store_dir()), concurrency)
     return _backend(str(library.store_dir()), concurrency)
 
 

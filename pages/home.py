@@ -137,7 +137,7 @@ for exp, title in FIGURES.items():
     columns = None if per_line == "all" else int(per_line)
     if (chart := charts.figure_chart(part, exp, log_x=log_x, baselines=report.baseline_labels(base),
                                      flags=flags, smoothing=smooth, log_y=log_y, shared_y=shared_y, batches=steps,
-                                     columns=columns, width=320 if columns == 1 else None)) is not None:
+                                     columns=columns, width={1: 260, 2: 120}.get(columns))) is not None:
         st.altair_chart(chart, width="content")
         _figure_downloads(exp, chart, part, (log_x, log_y, shared_y, smooth, steps, columns))
     if base:

@@ -727,3 +727,28 @@ def test_curves_fit_their_container_at_1280_and_400_px(browser_tools, server):
     timings["fit_end_s"] = round(time.perf_counter() - t0, 2)
     _save_timings(timings)
     print("\nfit widths:", json.dumps(timings, indent=2))
+
+
+def test_home_figures_fit_at_1280_px_and_wrap_at_400_px(browser_tools, server):
+    """Home's course figures (the course bundles) at 1280 px with every variant side by side, and at 400 px
+    with one variant per line (the "variants per line" choice, kept in the URL): no figure wider than its
+    container or the main column. Screenshots under .ci/artifacts/."""
+    url, _, t0, log_path = server
+    timings: dict = {}
+    with _browser_page(browser_tools, log_path, "browser_home_fit_failure.png") as page:
+        for width, per_line in ((1280, "all"), (400, "1")):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.goto(f"{url}/?study=open&home_per_line={per_line}")
+            page.locator(CHART).first.wait_for(state="visible")
+            _settle(page)
+            page.wait_for_timeout(300)
+            _no_exception(page, f"Home at {width} px")
+            timings[f"fit_home_{width}px"] = sizes = page.evaluate(_CHART_WIDTHS)
+            _screenshot(page, f"browser_fit_home_{width}px.png")
+            assert len(sizes) >= 2, "the two course figures are not drawn"
+            for s in sizes:
+                assert s["figure"] <= s["parent"] + 1 and s["embed_scroll"] <= s["parent"] + 1, (width, s)
+                assert s["past_column"] <= 1, (width, s)
+    timings["home_fit_end_s"] = round(time.perf_counter() - t0, 2)
+    _save_timings(timings)
+

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from adlapp import compare as cmp
 from adlapp import exports, library, study_report
 
 CACHED = library.PROJECT_ROOT / "cached_runs"      # the shipped study, whatever $ADLAPP_CACHED_RUNS says
@@ -31,10 +32,16 @@ def cnn_figure(study):
 
 
 def test_the_source_line_names_the_bundle_the_runs_and_the_seeds(study):
+    """Each bundle the figure's runs come from with its count of them (the shipped study is made in pieces, so
+    the bundles are read off the provenance), then the seeds."""
     tables, prov = study
-    assert study_report.source_line(tables, "cnn", prov) == (
-        "cached_runs/course-cnn.zip, 15 runs, n = 5 seeds per variant")
-    assert study_report.source_line(tables, "unet") == "20 runs, n = 5 seeds per variant"   # no provenance
+    course = cmp.course_tables(tables)
+    keys = set(course.runs.loc[course.runs["experiment"] == "cnn", "key"])
+    expected = "; ".join(f"{s.name}, {len(keys & s.keys)} runs" for s in prov.sources if keys & s.keys)
+    assert expected.startswith("cached_runs/") and sum(len(keys & s.keys) for s in prov.sources) == len(keys)
+    assert study_report.source_line(course, "cnn", prov) == f"{expected}, n = 5 seeds per variant"
+    n_unet = int((course.runs["experiment"] == "unet").sum())
+    assert study_report.source_line(course, "unet") == f"{n_unet} runs, n = 5 seeds per variant"   # no provenance
 
 
 def test_the_png_is_a_png_of_a_sensible_size(cnn_figure):
