@@ -32,4 +32,5 @@ with st.sidebar:
                     help="How many runs train side by side, each in its own background process (the queue's "
                          "trainer processes). Default: one per CUDA GPU, else one on CPU (two CPU trainers "
                          "only fight over the same cores).")
+    ui.backend_choice()
 nav.run()

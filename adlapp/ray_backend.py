@@ -315,6 +315,7 @@ class Dispatcher:
         self.log = log
         self.inflight: dict[str, _Attempt] = {}
         self.crashes: dict[str, int] = {}
+        self.retry: list[str] = []            # crashed runs to resubmit, oldest first
         self.finals: dict[str, str] = {}
         self._folders: dict[str, str | None] = {}
         self._started_ray = False
@@ -362,15 +363,16 @@ class Dispatcher:
         import ray
 
         idle_since: float | None = None
+        claim_after = 0.0
         while True:
             if self.flag.set:
                 self._stop_all("cancelled", None)
                 return self.finals
-            exhausted = False
-            while len(self.inflight) < (self.concurrency or 1):
-                claimed = claim()
+            exhausted = time.monotonic() < claim_after   # an empty queue is asked again only every POLL_S
+            while not exhausted and len(self.inflight) < (self.concurrency or 1):
+                claimed = self._reclaim() or claim()
                 if claimed is None:
-                    exhausted = True
+                    exhausted, claim_after = True, time.monotonic() + POLL_S
                     break
                 try:
                     self._start(*claimed)
@@ -394,6 +396,17 @@ class Dispatcher:
             ready, _ = ray.wait([a.stream for a in streams.values()], num_returns=1, timeout=POLL_S)
             for stream in ready:
                 self._advance(streams[id(stream)])
+
+    def _reclaim(self) -> tuple[str, RunConfig, int] | None:
+        """A run this dispatcher saw crash, queued again and claimed for a new attempt (None when there is none,
+        or another process took it first): the dispatcher, not Ray, decides to resubmit."""
+        while self.retry:
+            key = self.retry.pop(0)
+            if self.store.requeue([key]):
+                claimed = self.store.claim(key, pid=os.getpid())
+                if claimed is not None:
+                    return claimed
+        return None
 
     def _start(self, key: str, cfg: RunConfig, seed: int) -> None:
         """Submit one claimed run, from the checkpoint the store holds for it (if any)."""
@@ -514,14 +527,15 @@ class Dispatcher:
                  f"({record['device']}, {record['threads']} thread(s))")
 
     def _crashed(self, att: _Attempt, why: str) -> None:
-        """A worker crash: `interrupted` with its rows up to its last epoch, claimed again later (it resumes from
-        the checkpoint the store holds); after MAX_CRASHES in a row, `failed`."""
+        """A worker crash: `interrupted` with its rows up to its last epoch, then resubmitted (`_reclaim`) from the
+        checkpoint the store holds; after MAX_CRASHES in a row, `failed`."""
         crashes = self.crashes[att.key] = self.crashes.get(att.key, 0) + 1
         if crashes >= MAX_CRASHES:
             self._end(att.key, "failed", f"its Ray worker died {crashes} times in a row (last: {why}); "
                                          "resume it when the cluster is healthy")
             return
         self._end(att.key, "interrupted", f"its Ray worker ended during epoch {att.last_epoch + 1} ({why})")
+        self.retry.append(att.key)
 
     def _end(self, key: str, status: str, error: str | None) -> None:
         self.inflight.pop(key, None)
