@@ -412,7 +412,7 @@ class Dispatcher:
         """Submit one claimed run, from the checkpoint the store holds for it (if any)."""
         import ray
 
-        from adlapp.runner import _epoch_recorder
+        from adlapp.runner import epoch_recorder
 
         problem = self._data_problem(cfg)
         if problem:
@@ -430,7 +430,7 @@ class Dispatcher:
         stream = task.remote(config_to_dict(cfg), seed, self.device, threads,
                              ckpt.read_bytes() if ckpt.is_file() else None, attempt, self.checkpoint_every)
         self.inflight[key] = _Attempt(key, cfg, seed, attempt, stream, recorded,
-                                      _epoch_recorder(self.store, key, recorded, None))
+                                      epoch_recorder(self.store, key, recorded, None))
         self.log(f"{key}: submitted (attempt {attempt}, seed {seed}, {threads} thread(s), from epoch {recorded})")
 
     def _data_problem(self, cfg: RunConfig) -> str | None:
@@ -482,7 +482,7 @@ class Dispatcher:
             self._end(att.key, "failed", f"{type(e).__name__}: {e}")
 
     def _record(self, att: _Attempt, record: dict) -> None:
-        from adlapp.runner import _finish
+        from adlapp.runner import finish_run
 
         kind = record["kind"]
         if kind == "start":
@@ -502,7 +502,7 @@ class Dispatcher:
         elif kind == "end":
             self.inflight.pop(att.key, None)
             self.crashes.pop(att.key, None)
-            _finish(self.store, att.key, SimpleNamespace(status=record["status"],
+            finish_run(self.store, att.key, SimpleNamespace(status=record["status"],
                                                          diverged_epoch=record["diverged_epoch"]),
                     self.store.checkpoint_dir(att.key))
             self.finals[att.key] = record["status"]

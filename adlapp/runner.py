@@ -55,7 +55,7 @@ def run_claimed(store: RunStore, key: str, cfg: RunConfig, seed: int, device: st
     ckpt_dir = store.checkpoint_dir(key)
     try:
         recorded = _prepare_run(store, key, cfg, device, ckpt_dir)
-        result = train(cfg, seed, on_epoch=_epoch_recorder(store, key, recorded, progress), device=device,
+        result = train(cfg, seed, on_epoch=epoch_recorder(store, key, recorded, progress), device=device,
                        checkpoint_dir=ckpt_dir, should_stop=lambda: flag.set or store.cancel_requested(key),
                        checkpoint_every=checkpoint_every, on_weights=_weights_writer(store, key))
     except KeyboardInterrupt:
@@ -67,7 +67,7 @@ def run_claimed(store: RunStore, key: str, cfg: RunConfig, seed: int, device: st
         return "failed"
     finally:
         torch.set_num_threads(own_threads)
-    _finish(store, key, result, ckpt_dir)
+    finish_run(store, key, result, ckpt_dir)
     return result.status
 
 
@@ -82,7 +82,7 @@ def _prepare_run(store: RunStore, key: str, cfg: RunConfig, device: str, ckpt_di
     return int(row.get("last_epoch") or 0)
 
 
-def _epoch_recorder(store: RunStore, key: str, recorded: int,
+def epoch_recorder(store: RunStore, key: str, recorded: int,
                     progress: Callable[[EpochReport], None] | None) -> Callable[[EpochReport], None]:
     """The trainer's per-epoch callback: one row set per epoch into the store, then the progress display."""
     def on_epoch(report: EpochReport) -> None:
@@ -106,7 +106,7 @@ def _weights_writer(store: RunStore, key: str) -> Callable[[int, dict], None]:
     return on_weights
 
 
-def _finish(store: RunStore, key: str, result, ckpt_dir: Path) -> None:
+def finish_run(store: RunStore, key: str, result, ckpt_dir: Path) -> None:
     """Record the final status. A done run keeps its last-epoch checkpoint: it is what lets the run be continued
     for more epochs (RunStore.continue_run) exactly. A diverged run cannot be continued, so its checkpoint
     goes (its weights folder is elsewhere, kept)."""

@@ -294,9 +294,11 @@ def train_controls(prefix: str, requests: list, planned: pd.DataFrame, cache: li
         return False
     jobs = backend()
     sub = jobs.submit(missing, command=f"app:{prefix}")
+    where = (f"{jobs.concurrency} run(s) at a time on Ray" if st.session_state.get("backend_kind") == "Ray"
+             and ray_available() else f"{jobs.concurrency} trainer process(es) work the queue")
     st.session_state[f"{prefix}_queued_msg"] = (
-        f"Queued {len(sub.queued)} run(s); {jobs.concurrency} trainer process(es) work the queue. They keep going "
-        "if you switch pages or close the tab; cancel them on the Runs page.")
+        f"Queued {len(sub.queued)} run(s); {where}. They keep going if you switch pages or close the tab; cancel "
+        "them on the Runs page.")
     return True
 
 
