@@ -14,11 +14,20 @@ from dataclasses import replace
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import ROOT, assert_refused, tiny, tiny_cnn_page, tiny_unet_page, type_into
+from conftest import ROOT, TINY_SEEDS, assert_refused, tiny, tiny_cnn_page, tiny_unet_page, type_into
 from streamlit.testing.v1 import AppTest
 
 from adlapp import library, live, planning, report
-from adlapp.config import EXPERIMENT_INFO, base_config, parse_seeds, run_key, variant, variant_label
+from adlapp.config import (
+    COURSE_VARIANTS,
+    EXPERIMENT_INFO,
+    VARIANTS,
+    base_config,
+    parse_seeds,
+    run_key,
+    variant,
+    variant_label,
+)
 from adlapp.devices import DeviceInfo, parse_nvidia_smi
 from adlapp.folder_layout import check_dataset_folder
 from adlapp.jobs import WorkerRegistry
@@ -77,7 +86,7 @@ def test_home_opens_course_study_and_skips_a_broken_bundle(app_env, cached_with_
     assert not at.exception, at.exception
     assert any("broken.zip" in w.value for w in at.warning)            # reported, named, skipped
     assert [s.value for s in at.subheader] == ["Figure 1 reborn: CNN variants", "Figure 2 reborn: U-Net variants",
-                                               "What the numbers say"]
+                                               "What the numbers say", "The report's open questions"]
     for exp, series in (("cnn", {"BN + Adam", "Adam", "SGD"}),
                         ("unet", {"Normal", "Nearest Neighbor", "Using ELU", "Nearest and ELU"})):
         spec, data = chart(at, 0 if exp == "cnn" else 1)
@@ -167,11 +176,12 @@ def test_runs_page_loads_cached_bundles_exports_and_deletes(app_env, course_bund
     assert "No runs in the store yet" in at.info[0].value
     at.button(key="runs_load_cached_btn").click().run()
     assert not at.exception, at.exception
-    assert "Loaded 14 new run(s)" in at.success[0].value
+    n = len(VARIANTS) * len(TINY_SEEDS)                                # course_bundles: every variant, 2 seeds
+    assert f"Loaded {n} new run(s)" in at.success[0].value
     at.run()
     runs = at.dataframe[0].value
-    assert len(runs) == 14 and set(runs["status"]) == {"done"} and (runs["progress"] == 1.0).all()
-    assert at.get("download_button")[0].proto.label.startswith("Export 14 finished")
+    assert len(runs) == n and set(runs["status"]) == {"done"} and (runs["progress"] == 1.0).all()
+    assert at.get("download_button")[0].proto.label.startswith(f"Export {n} finished")
     victim = runs["key"].iloc[0]
     at.multiselect(key="runs_delete_sel").set_value([victim]).run()
     at.checkbox(key="runs_delete_confirm").check().run()
@@ -179,7 +189,7 @@ def test_runs_page_loads_cached_bundles_exports_and_deletes(app_env, course_bund
     assert not at.exception
     assert victim not in set(RunStore(app_env / "store").runs()["key"])
     bundle = library.export_bytes(RunStore(app_env / "store"))
-    assert len(library.import_bytes(RunStore(app_env / "other"), "mine.zip", bundle)) == 13
+    assert len(library.import_bytes(RunStore(app_env / "other"), "mine.zip", bundle)) == n - 1
 
 
 def test_failed_and_diverged_runs_show_their_error_and_the_rest_still_plots(app_env):
@@ -213,12 +223,13 @@ def test_failed_and_diverged_runs_show_their_error_and_the_rest_still_plots(app_
 
 def test_page_defaults_are_the_course_set_up(app_env):
     """Every default on the CNN and U-Net pages is read from the course base: untouched, the pages ask for
-    exactly the registry variants (the runs cached_runs/ holds), seeds 0, 1, 2."""
-    for exp, keys in (("cnn", ("lr", "epochs", "train_per_class", "batch")),
+    exactly the course's registry variants (the others answer open questions and start unticked), seeds 0-2."""
+    for exp, keys in (("cnn", ("lr_adam", "lr_sgd", "epochs", "train_per_class", "batch")),
                       ("unet", ("budgets", "n_train", "image_size", "batch"))):
         at = page(exp)
         base = base_config(exp)
-        values = {"lr": base.optim.lr, "epochs": base.epochs, "train_per_class": base.data.train_per_class,
+        values = {"lr_adam": base.optim.lr, "lr_sgd": base.optim.lr, "epochs": base.epochs,
+                  "train_per_class": base.data.train_per_class,
                   "batch": base.batch_size, "n_train": base.data.n_train, "image_size": base.data.image_size}
         for key in keys:
             if key == "budgets":
@@ -226,7 +237,8 @@ def test_page_defaults_are_the_course_set_up(app_env):
             else:
                 assert at.number_input(key=f"{exp}_{key}").value == values[key], key
         assert at.text_input(key=f"{exp}_dataset").value == EXPERIMENT_INFO[exp].dataset
-        expected = {run_key(variant(name), seed) for name in planning.registry_names(exp) for seed in (0, 1, 2)}
+        expected = {run_key(variant(name), seed) for name in planning.registry_names(exp)
+                    if name in COURSE_VARIANTS for seed in (0, 1, 2)}
         assert set(at.dataframe[0].value["key"]) == expected
 
 
@@ -448,9 +460,9 @@ def test_home_reads_the_numbers_out(app_env, course_bundles, monkeypatch):
     at = app().run()
     at.button(key="home_open_btn").click().run()
     assert not at.exception, at.exception
-    assert at.subheader[-1].value == "What the numbers say"
+    assert at.subheader[-2].value == "What the numbers say"
     assert any("Compare page" in c.value for c in at.caption)
-    text = at.markdown[-1].value
+    text = next(m.value for m in reversed(at.markdown) if m.value.startswith("- **CNN, test accuracy"))
     bullets = [line[2:] for line in text.splitlines()]
     assert bullets[0].startswith("**CNN, test accuracy after epoch 2** (n = 2 per variant): not tested")
     assert sum(b.startswith("**U-Net, test pixel accuracy after epoch") for b in bullets) == 3   # 1, 2, 3
