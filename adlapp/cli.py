@@ -15,6 +15,7 @@ import os
 import shlex
 import sqlite3
 import sys
+import time
 from typing import Sequence
 
 from adlapp import bench, compare_cli, study_report
@@ -218,7 +219,11 @@ def _add_worker(sub) -> None:
     _add_device(w, threads_help="torch CPU threads")
     _add_backend(w, concurrency_help="--backend ray: runs in flight at once (default: the cluster's CPUs)")
     w.add_argument("--idle-exit", type=_finite_float, default=None, metavar="S",
-                   help="--backend ray: seconds an idle dispatcher waits for new runs before it exits (default 60)")
+                   help="seconds an idle worker (or --backend ray dispatcher) waits for new runs before it exits "
+                        "(default: local 0, ray 60); a waiting worker has torch imported and its data built, so "
+                        "the next run's first epoch starts at once")
+    w.add_argument("--warm", choices=EXPERIMENTS, action="append", default=[],
+                   help="build this experiment's built-in data set while waiting (repeatable)")
 
 
 def _add_backend(parser: argparse.ArgumentParser, concurrency_help: str) -> None:
@@ -611,6 +616,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+IDLE_POLL_S = 0.25      # how often an idle worker looks at the queue: a new run waits at most this long
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     """Claim queued (then interrupted) runs one at a time until none is left, registered as a worker of the
     store's queue (adlapp.jobs) for as long as it runs."""
@@ -621,16 +629,34 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     _prepare_training(args.device, args.threads)
     store = RunStore(args.store)
     flag = TerminationFlag()
-    with WorkerRegistry(store.root).registered(os.getpid()):
+    registry = WorkerRegistry(store.root)
+    idle_exit = max(0.0, args.idle_exit or 0.0)
+    for exp in args.warm:                # load_data is cached per process: the first run finds it built
+        _load_data_now(base_config(exp))
+    if idle_exit:
+        print(f"worker {os.getpid()}: ready (torch imported, data built: {', '.join(args.warm) or 'none'}); "
+              f"waits {idle_exit:g} s for runs", flush=True)
+    with registry.registered(os.getpid()):
+        idle_since = time.monotonic()
         while not flag.set:
             store.mark_stale()     # a trainer that died becomes `interrupted`, and is resumed below
             claimed = store.claim(pid=os.getpid(), interrupted=True)
             if claimed is None:
-                break
+                if time.monotonic() - idle_since < idle_exit:
+                    time.sleep(IDLE_POLL_S)
+                    continue
+                # Leave under the registry's lock, having looked once more: a submitter counts workers under
+                # the same lock, so a run queued now either is claimed here or finds no worker and starts one.
+                with registry.locked():
+                    claimed = store.claim(pid=os.getpid(), interrupted=True)
+                    if claimed is None:
+                        registry.remove(os.getpid())
+                        break
             key, cfg, seed = claimed
             print(f"worker {os.getpid()}: training {key} ({cfg.experiment}, seed {seed})", flush=True)
             status = run_claimed(store, key, cfg, seed, device=args.device, flag=flag)
             print(f"worker {os.getpid()}: {key} {status}", flush=True)
+            idle_since = time.monotonic()
     return 0
 
 

@@ -6,6 +6,8 @@ through the backend (adlapp.jobs), which starts separate OS processes.
 """
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import streamlit as st
 
@@ -270,6 +272,15 @@ def training_cost(missing: list[planning.Request], cache: library.CachedRuns,
     return cost, device
 
 
+def warm_up(experiment: str) -> None:
+    """Runs are missing, so a click on Train is likely: start the local trainer processes now (torch imported,
+    the built-in data built), so that the first epoch starts at the click. $ADLAPP_WARM_WORKERS=0 turns it off
+    (the tests do, except the one that checks it)."""
+    jobs = backend()
+    if os.environ.get("ADLAPP_WARM_WORKERS", "1") != "0" and hasattr(jobs, "prewarm"):
+        jobs.prewarm(experiment)
+
+
 def train_controls(prefix: str, requests: list, planned: pd.DataFrame, cache: library.CachedRuns) -> bool:
     """What training the missing runs costs, a confirmation above estimate.CONFIRM_ABOVE_S, and 'Train missing
     runs', which submits only the runs the plan marks missing: nothing else is ever retrained. While runs of the
@@ -283,6 +294,7 @@ def train_controls(prefix: str, requests: list, planned: pd.DataFrame, cache: li
         return False
     cost, device = training_cost(missing, cache, planned)
     st.caption(report.cost_sentence(cost, device), help=f"Estimated from {cost.basis}.")
+    warm_up(missing[0][0].experiment)
     ok = True
     if cost.needs_confirmation:
         ok = st.checkbox(report.confirm_label(cost), key=f"{prefix}_confirm_{len(missing)}_{round(cost.seconds)}")

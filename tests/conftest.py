@@ -107,6 +107,7 @@ def cached_with_broken(course_bundles, tmp_path) -> Path:
 def app_env(tmp_path, monkeypatch):
     """An isolated store and an empty cached_runs/ for the app; tests may point the latter elsewhere."""
     monkeypatch.setenv("ADLAPP_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("ADLAPP_WARM_WORKERS", "0")     # no trainer process per page view (test_warm_worker: on)
     empty = tmp_path / "no_bundles"
     empty.mkdir()
     monkeypatch.setenv("ADLAPP_CACHED_RUNS", str(empty))
