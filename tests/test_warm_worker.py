@@ -77,7 +77,7 @@ def test_the_cnn_page_warms_a_trainer_when_runs_are_missing(app_env, monkeypatch
     at.switch_page("pages/cnn.py").run()
     tiny_cnn_page(at, seeds="1", epochs=1)
     assert not at.exception, at.exception
-    assert "Train missing runs (3)" in at.button(key="cnn_train_btn").label       # 3 course variants: nothing trained ...
+    assert "Train missing runs (3)" in at.button(key="cnn_train_btn").label   # the 3 course variants, untrained ...
     store = RunStore(app_env / "store")
     assert WorkerRegistry(store.root).live()                                       # ... but a trainer waits
     assert store.runs().empty
