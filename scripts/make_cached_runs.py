@@ -23,21 +23,21 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from adlapp import questions  # noqa: E402
 from adlapp.bundle import export_store  # noqa: E402
 from adlapp.config import RunConfig, run_key, variant  # noqa: E402
 from adlapp.planning import separate_budget_runs  # noqa: E402
 from adlapp.provenance import git_commit  # noqa: E402
 from adlapp.store import RunStore  # noqa: E402
 
-SEEDS = tuple(range(5))
-SWEEP_LRS = (0.0001, 0.001, 0.01, 0.1)      # log-spaced, the course lr (0.01) among them
-SWEEP_SEEDS = tuple(range(3))
+SEEDS = tuple(range(questions.DEFAULT_SEEDS))
+SWEEP_SEEDS = tuple(range(questions.SWEEP_SEEDS))
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,10 @@ def _seeds(name: str, seeds: tuple[int, ...] = SEEDS) -> tuple[tuple[RunConfig, 
 
 
 def _sweep(optimizer: str) -> tuple[tuple[RunConfig, int], ...]:
-    base = variant("cnn/adam" if optimizer == "adam" else "cnn/sgd")
-    return tuple((replace(base, optim=replace(base.optim, lr=lr)), s) for lr in SWEEP_LRS for s in SWEEP_SEEDS
-                 if lr != base.optim.lr)      # lr 0.01 is the course variant's own piece
+    """The lr sweep the "Is SGD worse, or un-tuned?" question reads (adlapp.questions), without the course
+    rate 0.01: that is the course variant's own piece, with its 5 seeds."""
+    return tuple((cfg, s) for cfg in questions.sweep_configs() if cfg.optim.name == optimizer
+                 and cfg.optim.lr != variant("cnn/adam").optim.lr for s in SWEEP_SEEDS)
 
 
 # In priority order: the pieces that answer new questions first, then the course variants again (now with
