@@ -79,6 +79,10 @@ def test_one_colour_per_variant_on_every_page(app_env, course_bundles, monkeypat
     at.selectbox(key="sig_preset").set_value("Course: U-Net variants at 200/400/1000").run()
     assert not at.exception, at.exception
     seen["compare unet"] = variant_colours(at)
+    at.selectbox(key="sig_experiment").set_value("cnn").run()          # every CNN variant, the questions' too
+    at.multiselect(key="sig_variants").set_value([v for v in VARIANTS if v.startswith("cnn/")]).run()
+    assert not at.exception, at.exception
+    seen["compare every cnn variant"] = variant_colours(at)
 
     for page, scales in seen.items():
         assert scales, f"no variant colours on {page}"
@@ -141,7 +145,8 @@ def test_home_and_compare_give_the_same_adjusted_p_for_the_same_pair_and_family(
     at = app().run()
     at.button(key="home_open_btn").click().run()
     assert not at.exception, at.exception
-    bullets = [line[2:] for line in at.markdown[-1].value.splitlines()]
+    reading = next(m.value for m in at.markdown if m.value.startswith("- **CNN, test accuracy"))
+    bullets = [line[2:] for line in reading.splitlines()]
     said = reading_pairs(bullets)
 
     at.switch_page("pages/compare.py").run()
