@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,11 +138,44 @@ def launched_run() -> dict[str, float]:
     return {"total": total, "epoch": epoch_seconds}
 
 
+def queued_run(warm: bool) -> float:
+    """Seconds from queueing a 1-epoch CNN run to its first epoch row, as the app's Train button does it: a
+    warm trainer (LocalProcessBackend.prewarm: started earlier, torch imported, data built, waiting) or a cold
+    one (started by the submission)."""
+    sys.path.insert(0, str(ROOT))                         # run as a plain script from anywhere
+    from adlapp.config import variant
+    from adlapp.jobs import LocalProcessBackend
+    from adlapp.store import RunStore
+
+    with tempfile.TemporaryDirectory() as folder:
+        store = RunStore(folder)
+        jobs = LocalProcessBackend(store, concurrency=1, device="cpu", idle_exit=60 if warm else 0)
+        if warm:
+            jobs.prewarm("cnn")
+            log = Path(folder) / "logs"
+            while not any(b"ready" in f.read_bytes() for f in log.glob("worker-*.log")):
+                time.sleep(0.05)
+        cfg = replace(variant("cnn/bn-adam"), epochs=1)
+        t0 = time.time()
+        jobs.submit([(cfg, 0)], command="bench_latency")
+        while _first_epoch_row(store.db_path) is None:
+            time.sleep(0.01)
+        total = time.time() - t0
+        for pid in jobs.live_workers():
+            os.kill(pid, 15)
+        while jobs.live_workers():
+            time.sleep(0.05)
+    return total
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-train", action="store_true", help="only (a), the cached study")
+    p.add_argument("--queued-only", action="store_true", help="only (c), a queued run with a cold or warm trainer")
     args = p.parse_args()
+    if args.queued_only:
+        return queued(args.repeats)
 
     cached = cached_study(args.repeats)
     print(f"(a) cached study to first chart (seconds from process start; median of {args.repeats})")
@@ -169,6 +203,17 @@ def main() -> None:
         if name == "total":
             print(f"    {'other (store, run set-up, model build)':38} {other:6.3f}")
         print(f"    {name:38} {secs:6.3f}")
+    queued(args.repeats)
+
+
+def queued(repeats: int) -> None:
+    cold, warm = [], []
+    for _ in range(repeats):                               # interleaved, as everything here
+        cold.append(queued_run(False))
+        warm.append(queued_run(True))
+    print(f"(c) a queued run to its first epoch row, as the Train button (median of {repeats})")
+    print(f"    {'cold trainer (started by the click)':38} {statistics.median(cold):6.3f}")
+    print(f"    {'warm trainer (started when runs went missing)':38} {statistics.median(warm):6.3f}")
 
 
 if __name__ == "__main__":
