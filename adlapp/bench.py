@@ -25,6 +25,8 @@ the last: there both loops do the same work, while the last adds the test split,
 (its best-validation weights too); the last epoch's seconds are printed apart.
 
 `--profile N` also profiles one engine epoch (after the runs) and prints the N ops that took the most time.
+`--stacked` (CUDA only; elsewhere it prints that it skipped) also times the seeds trained as one stacked model
+(adlapp.stacked) against the engine's separate runs, printed just before the last line.
 """
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BenchError", "add_parser", "run", "LoopRun", "notebook_run", "engine_run", "bench_config",
            "flops_per_image", "matmul_gflops", "peak_memory", "profile_engine_epoch", "notebook_epochs",
-           "interleaved", "SeedPair"]
+           "interleaved", "SeedPair", "stacked_lines"]
 
 _DEFAULT_VARIANT = {"cnn": "bn-adam", "unet": "normal"}   # the course's first variant of each
 _EVAL_BATCH = 256                                      # adlapp.train.evaluate's batch; the notebook uses it too
@@ -89,6 +91,9 @@ def add_parser(sub) -> None:
     b.add_argument("--n-train", type=int, help="vessels: training images (default 48)")
     b.add_argument("--profile", type=int, default=0, metavar="N",
                    help="also profile one engine epoch and print its N most expensive ops")
+    b.add_argument("--stacked", action="store_true",
+                   help="CUDA only: also train the seeds as one stacked model (adlapp.stacked) and compare its "
+                        "time and final test scores with the engine's separate runs; skipped on other devices")
 
 
 # -- the two loops ------------------------------------------------------------------------------------------
@@ -538,10 +543,52 @@ def run(args: argparse.Namespace) -> int:
     if args.profile:
         print(f"profile of one adlapp epoch (top {args.profile} ops by self time):")
         print(profile_engine_epoch(cfg, dev, args.profile))
+    if getattr(args, "stacked", False):
+        for line in stacked_lines(cfg, list(range(args.seeds)), dev):
+            print(line, flush=True)
     # Epochs but the last: there both loops do identical work (train + validate); the last adds unequal test work.
     ratios = [a / b for p in pairs for a, b in zip(p.notebook_epochs[:-1], p.adlapp_epochs[:-1], strict=True)]
     print(f"speedup_vs_notebook={statistics.median(ratios):.3f}")
     return 0
+
+
+def stacked_lines(cfg: RunConfig, seeds: list[int], dev: torch.device, cuda_only: bool = True) -> list[str]:
+    """`--stacked`: the engine's separate runs of `seeds` (one after another) against `adlapp.stacked.train_stacked`
+    (all seeds as one vmapped model), each timed from start to return after an untimed one-epoch warm-up of both,
+    and the largest gap between their final test scores. A CUDA feature: on any other device (unless `cuda_only`
+    is False, as the tests do on CPU) it only says that it was skipped."""
+    if cuda_only and dev.type != "cuda":
+        return [f"stacked: skipped: stacked training (--stacked) is a CUDA feature; on {dev.type} it is slower than "
+                "separate runs"]
+    from adlapp.stacked import STACKED_ATOL, STACKED_RTOL, train_stacked
+    from adlapp.train import train
+
+    warm = replace(cfg, epochs=1)
+    train(warm, seeds[0], device=str(dev))
+    train_stacked(warm, seeds, device=str(dev))
+    _sync(dev)
+    t0 = time.perf_counter()
+    separate = [train(cfg, seed, device=str(dev)) for seed in seeds]
+    _sync(dev)
+    t1 = time.perf_counter()
+    stacked = train_stacked(cfg, seeds, device=str(dev))
+    _sync(dev)
+    t2 = time.perf_counter()
+    gap, worst, within = 0.0, "", True
+    for one, many in zip(separate, stacked, strict=True):
+        if (one.status, one.diverged_epoch) != (many.status, many.diverged_epoch):
+            within, worst = False, f"seed {one.seed} ended {one.status} alone but {many.status} stacked"
+            continue
+        for name, value in one.tests.get(cfg.epochs, {}).items():
+            other = many.tests[cfg.epochs][name]
+            within = within and abs(value - other) <= STACKED_ATOL + STACKED_RTOL * abs(value)
+            if abs(value - other) > gap:
+                gap, worst = abs(value - other), f"test {name}, seed {one.seed}"
+    return [f"stacked: {len(seeds)} seeds x {cfg.epochs} epochs on {dev}: engine one run after another "
+            f"{t1 - t0:.2f} s, stacked (vmap) {t2 - t1:.2f} s, speedup_stacked_vs_engine={(t1 - t0) / (t2 - t1):.3f}",
+            f"stacked: largest final test score gap {gap:.3g}" + (f" ({worst})" if worst else "")
+            + f"; within rtol {STACKED_RTOL:g} / atol {STACKED_ATOL:g}: {_yes(within)} (GPU kernels need not be "
+            "deterministic, and BN + Adam amplifies rounding: see adlapp.stacked)"]
 
 
 def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
