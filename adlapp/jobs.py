@@ -36,7 +36,8 @@ from adlapp.devices import cuda_gpus
 from adlapp.processes import pid_alive, start_ticks
 from adlapp.store import RunStore
 
-__all__ = ["Backend", "LocalProcessBackend", "Submission", "WorkerRegistry", "default_concurrency", "WARM_IDLE_S"]
+__all__ = ["Backend", "StoreQueueBackend", "LocalProcessBackend", "Submission", "WorkerRegistry",
+           "default_concurrency", "WARM_IDLE_S"]
 
 # The folder `python -m adlapp` must run from for a worker to import this package (the checkout).
 _CHECKOUT = Path(__file__).resolve().parent.parent
@@ -86,16 +87,12 @@ class Backend(ABC):
         """The ids (pids) of the workers alive now."""
 
 
-class LocalProcessBackend(Backend):
-    """Runs queued work in local worker processes that share one store."""
+class StoreQueueBackend(Backend):
+    """A backend whose queue is the run store: runs are queued as store rows and cancelled through the store's
+    flag, whatever then trains them (local worker processes, a Ray dispatcher). Subclasses set `store` and
+    implement the workers."""
 
-    def __init__(self, store: RunStore, concurrency: int | None = None, device: str = "auto",
-                 idle_exit: float = WARM_IDLE_S) -> None:
-        self.store = store
-        self.concurrency = concurrency or default_concurrency()
-        self.device = device
-        self.idle_exit = idle_exit
-        self.workers = WorkerRegistry(store.root)
+    store: RunStore
 
     def submit(self, requests: list[tuple[RunConfig, int]], command: str = "app") -> Submission:
         queued, existing = [], {}
@@ -110,10 +107,22 @@ class LocalProcessBackend(Backend):
         return Submission(queued, existing)
 
     def cancel(self, key: str) -> str:
-        return self.store.request_cancel(key)
+        return self.store.request_cancel(key)      # the worker (or dispatcher) sees the flag after its epoch
 
     def status(self, keys: list[str]) -> dict[str, str]:
         return self.store.statuses(keys) if keys else {}
+
+
+class LocalProcessBackend(StoreQueueBackend):
+    """Runs queued work in local worker processes that share one store."""
+
+    def __init__(self, store: RunStore, concurrency: int | None = None, device: str = "auto",
+                 idle_exit: float = WARM_IDLE_S) -> None:
+        self.store = store
+        self.concurrency = concurrency or default_concurrency()
+        self.device = device
+        self.idle_exit = idle_exit
+        self.workers = WorkerRegistry(store.root)
 
     def live_workers(self) -> list[int]:
         return self.workers.live()

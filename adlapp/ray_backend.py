@@ -47,7 +47,7 @@ from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
 from adlapp.config import BUILTIN_DATASETS, EXPERIMENT_INFO, RunConfig, config_from_dict, config_to_dict
-from adlapp.jobs import Backend, Submission, WorkerRegistry
+from adlapp.jobs import StoreQueueBackend, Submission, WorkerRegistry
 from adlapp.store import CHECKPOINT_FILE, RunStore
 
 __all__ = ["RayBackend", "Dispatcher", "DispatcherRegistry", "RayUnavailable", "RayRefused", "ray_available",
@@ -94,7 +94,7 @@ class DispatcherRegistry(WorkerRegistry):
         self.folder = self.root / "dispatchers" / self.folder.name
 
 
-class RayBackend(Backend):
+class RayBackend(StoreQueueBackend):
     """Queues runs in the store and keeps one dispatcher process alive to train them on a Ray cluster.
 
     `address` None: the dispatcher starts a local Ray cluster (or joins the one named by $RAY_ADDRESS).
@@ -112,22 +112,7 @@ class RayBackend(Backend):
 
     def submit(self, requests: list[tuple[RunConfig, int]], command: str = "app") -> Submission:
         _require_ray()        # before anything is queued: nothing would drain it
-        queued, existing = [], {}
-        for cfg, seed in requests:
-            key, status = self.store.enqueue(cfg, seed, command=command)
-            if status == "queued" and key not in existing:
-                queued.append(key)
-            else:
-                existing[key] = status
-        if queued:
-            self.ensure_workers()
-        return Submission(queued, existing)
-
-    def cancel(self, key: str) -> str:
-        return self.store.request_cancel(key)      # the dispatcher sees the flag and calls ray.cancel
-
-    def status(self, keys: list[str]) -> dict[str, str]:
-        return self.store.statuses(keys) if keys else {}
+        return super().submit(requests, command)   # cancel: the dispatcher sees the store's flag, ray.cancel
 
     def live_workers(self) -> list[int]:
         return self.workers.live()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -117,3 +119,30 @@ def app_env(tmp_path, monkeypatch):
 
     for pid in WorkerRegistry(tmp_path / "store").live():
         os.kill(pid, signal.SIGTERM)
+
+# -- the real-browser tests (test_browser*.py) share these -------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+            return r.read().decode().strip() == "ok"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")      # session scope: checked before the session-scoped course_bundles trains
+def browser_tools():
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("browser test needs Debian's chromium on PATH (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("browser test needs playwright (pip install -r requirements-dev.txt)")
+    return chromium, sync_playwright
+

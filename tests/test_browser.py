@@ -17,19 +17,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY_SEEDS
+from conftest import ROOT, TINY_SEEDS, free_port, healthy
 
 from adlapp.config import VARIANTS
 
@@ -45,37 +42,14 @@ HEALTH_TIMEOUT_S = 60
 UI_TIMEOUT_MS = 30_000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-            return r.read().decode().strip() == "ok"
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="session")      # session scope: checked before the session-scoped course_bundles trains
-def browser_tools():
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("browser test needs Debian's chromium on PATH (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("browser test needs playwright (pip install -r requirements-dev.txt)")
-    return chromium, sync_playwright
 
 
 @pytest.fixture
 def server(tmp_path, course_bundles):
     """`streamlit run app.py` on a free port with an isolated store and the conftest bundles as cached_runs/.
     Yields (url, seconds from start to health ok, start time, log path); the process group is always killed."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, ADLAPP_STORE=str(tmp_path / "store"), ADLAPP_CACHED_RUNS=str(course_bundles),
                PYTHONUNBUFFERED="1")
@@ -88,7 +62,7 @@ def server(tmp_path, course_bundles):
                                 start_new_session=True)
     try:
         deadline = t0 + HEALTH_TIMEOUT_S
-        while not _healthy(url):
+        while not healthy(url):
             if proc.poll() is not None:
                 pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
             if time.perf_counter() > deadline:

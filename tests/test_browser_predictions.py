@@ -8,9 +8,7 @@ Skips, with the reason, where chromium or playwright is missing (CI installs bot
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +16,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from conftest import ROOT, tiny, train_into
+from conftest import ROOT, free_port, healthy, tiny, train_into
 
 from adlapp.config import EXPERIMENT_INFO
 from adlapp.report import run_label
@@ -32,30 +30,7 @@ UI_TIMEOUT_MS = 60_000           # the first visit loads torch and runs the mode
 LOADED_IMAGES = "() => [...document.querySelectorAll('img')].filter(i => i.complete && i.naturalWidth > 0).length"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-            return r.read().decode().strip() == "ok"
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="module")      # checked before the module's runs are trained
-def browser_tools():
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("browser test needs Debian's chromium on PATH (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("browser test needs playwright (pip install -r requirements-dev.txt)")
-    return chromium, sync_playwright
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +47,7 @@ def server(browser_tools, tmp_path_factory):
     labels = {name: f"{EXPERIMENT_INFO[name].title} · {run_label({**rows.loc[key], 'key': key})} · run store"
               for name, key in keys.items()}
     (root / "no_bundles").mkdir()
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, ADLAPP_STORE=str(store.root), ADLAPP_CACHED_RUNS=str(root / "no_bundles"),
                PYTHONUNBUFFERED="1")
@@ -84,7 +59,7 @@ def server(browser_tools, tmp_path_factory):
                                 start_new_session=True)
     try:
         deadline = time.perf_counter() + HEALTH_TIMEOUT_S
-        while not _healthy(url):
+        while not healthy(url):
             if proc.poll() is not None:
                 pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
             if time.perf_counter() > deadline:
