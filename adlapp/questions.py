@@ -200,7 +200,7 @@ def _pairs_answer(q: Question, tables: RunTables) -> Answer:
                         + f" in {what} ({rep.adjusted(sig[0])}); the other placements are not distinguishable.")
         else:
             headline = (f"No placement differs significantly from the course's (BN before ELU on conv2–3) in {what} "
-                        f"after Holm over {len(rows)} pairs; the largest difference is "
+                        f"after Holm over {rep.plural(len(rows), 'pair')}; the largest difference is "
                         f"{_largest(rows)}.")
     table = rep.pair_table(res.pairs)
     return Answer(q, _status(missing), headline, tuple(lines + best), table, missing)
