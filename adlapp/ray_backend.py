@@ -446,7 +446,10 @@ class Dispatcher:
         try:
             record = ray.get(next(att.stream))
         except StopIteration:
-            self._crashed(att, "its task ended without a final record")
+            if att.cancelling:        # ray.cancel can end the stream before TaskCancelledError surfaces
+                self._end(att.key, "cancelled", None)
+            else:
+                self._crashed(att, "its task ended without a final record")
             return
         except TaskCancelledError:
             self._end(att.key, "cancelled" if att.cancelling else "interrupted",
@@ -456,7 +459,10 @@ class Dispatcher:
             self._end(att.key, "failed", f"the Ray task failed: {_first_lines(e)}")
             return
         except RayError as e:         # the worker, its node or the object holding a record is gone
-            self._crashed(att, f"{type(e).__name__}: {_first_lines(e)}")
+            if att.cancelling:        # the cancel we sent may end the worker's task this way too
+                self._end(att.key, "cancelled", None)
+            else:
+                self._crashed(att, f"{type(e).__name__}: {_first_lines(e)}")
             return
         if record.get("attempt") != att.attempt:
             return                    # a record of an older attempt: never spliced into this one
