@@ -10,6 +10,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import time
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
@@ -145,4 +147,28 @@ def browser_tools():
     except ImportError:
         pytest.skip("browser test needs playwright (pip install -r requirements-dev.txt)")
     return chromium, sync_playwright
+
+
+def wait_healthy(url: str, proc, log_path, timeout_s: float) -> None:
+    """Until the streamlit server `proc` answers its health check; fail with its log's tail if it exits or
+    does not answer within `timeout_s`."""
+    deadline = time.perf_counter() + timeout_s
+    while not healthy(url):
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        if time.perf_counter() > deadline:
+            pytest.fail(f"streamlit not healthy after {timeout_s} s:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
+def stop_process_group(proc) -> None:
+    """SIGTERM the server's process group, SIGKILL it if it lingers."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY_SEEDS, free_port, healthy
+from conftest import ROOT, TINY_SEEDS, free_port, stop_process_group, wait_healthy
 
 from adlapp.config import VARIANTS
 
@@ -61,23 +61,10 @@ def server(tmp_path, course_bundles):
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        deadline = t0 + HEALTH_TIMEOUT_S
-        while not healthy(url):
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            if time.perf_counter() > deadline:
-                pytest.fail(f"streamlit not healthy after {HEALTH_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
+        wait_healthy(url, proc, log_path, HEALTH_TIMEOUT_S)
         yield url, time.perf_counter() - t0, t0, log_path
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_process_group(proc)
         _stop_workers(tmp_path / "store")
 
 

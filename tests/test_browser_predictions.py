@@ -8,15 +8,13 @@ Skips, with the reason, where chromium or playwright is missing (CI installs bot
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 
 import pytest
-from conftest import ROOT, free_port, healthy, tiny, train_into
+from conftest import ROOT, free_port, stop_process_group, tiny, train_into, wait_healthy
 
 from adlapp.config import EXPERIMENT_INFO
 from adlapp.report import run_label
@@ -58,23 +56,10 @@ def server(browser_tools, tmp_path_factory):
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        deadline = time.perf_counter() + HEALTH_TIMEOUT_S
-        while not healthy(url):
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            if time.perf_counter() > deadline:
-                pytest.fail(f"streamlit not healthy after {HEALTH_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
+        wait_healthy(url, proc, log_path, HEALTH_TIMEOUT_S)
         yield url, labels, log_path
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_process_group(proc)
 
 
 def _settle(page) -> None:
