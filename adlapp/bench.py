@@ -75,8 +75,8 @@ class BenchError(ValueError):
     """A bad bench argument; the message names it."""
 
 
-def add_parser(sub) -> None:
-    b = sub.add_parser("bench", help="measure the training engine against a notebook-style loop",
+def add_parser(sub, summary: str) -> None:
+    b = sub.add_parser("bench", help=summary,
                        description="Train the same runs with a notebook-style DataLoader loop and with adlapp's "
                                    "engine, interleaved in one process, and print images/s, GFLOP/s, its share "
                                    "of the matmul rate, peak memory, both final test scores and, last, "

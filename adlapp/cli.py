@@ -9,6 +9,7 @@ cluster with this process as the driver; `worker --backend ray` is the store's R
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -18,7 +19,6 @@ import sys
 import time
 from typing import Sequence
 
-from adlapp import bench, compare_cli, study_report
 from adlapp.config import (
     ACTIVATIONS,
     BN_LAYERS,
@@ -101,13 +101,36 @@ def _seeds(text: str) -> list[int]:
 
 
 # -- the parser ---------------------------------------------------------------------------------------------
-def _parser() -> argparse.ArgumentParser:
+# Commands whose modules pull in scipy, altair and the whole analysis layer (~1.4 s of imports, more on a busy
+# machine). They are imported only when chosen, so that `worker` and `train` -- the path between a click on
+# "Train" and the first live point -- start without them. Each module has `add_parser(sub, summary)`, `run(args)`
+# and the error class it reports with.
+_LAZY_COMMANDS = {
+    "compare": ("adlapp.compare_cli", "CompareError",
+                "compare variants across seeds: the Compare page's tests, headless"),
+    "report": ("adlapp.study_report", "ReportError",
+               "write a self-contained study report (HTML, figures, tables) for a write-up"),
+    "bench": ("adlapp.bench", "BenchError", "measure the training engine against a notebook-style loop"),
+}
+
+
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the top-level parser has no options but --help)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m adlapp",
                                 description="adlapp: train variants with several seeds and compare them honestly.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_train, _add_resume, _add_continue, _add_runs, _add_cancel, _add_export, _add_import,
-                _add_worker, compare_cli.add_parser, study_report.add_parser, bench.add_parser):
+                _add_worker):
         add(sub)
+    for name, (module, _, summary) in _LAZY_COMMANDS.items():
+        if name == command:
+            importlib.import_module(module).add_parser(sub, summary)
+        else:                # listed in --help; its own options are parsed only when it is the one chosen
+            sub.add_parser(name, help=summary)
     return p
 
 
@@ -683,18 +706,24 @@ def _dispatch_on_ray(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"train": _cmd_train, "resume": _cmd_resume, "continue": _cmd_continue, "runs": _cmd_runs,
-             "cancel": _cmd_cancel, "export": _cmd_export, "import": _cmd_import, "worker": _cmd_worker,
-             "compare": compare_cli.run,
-             "report": study_report.run, "bench": bench.run}
+             "cancel": _cmd_cancel, "export": _cmd_export, "import": _cmd_import, "worker": _cmd_worker}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _chosen_command(argv)
+    args = _parser(command).parse_args(argv)
     from adlapp.bundle import BundleError
+    reported: tuple[type[BaseException], ...] = (CliError, ConfigError, StoreError, BundleError, KeyError)
+    if args.command in _LAZY_COMMANDS:
+        module_name, error_name, _ = _LAZY_COMMANDS[args.command]
+        module = importlib.import_module(module_name)
+        run, reported = module.run, reported + (getattr(module, error_name),)
+    else:
+        run = _COMMANDS[args.command]
     try:
-        return _COMMANDS[args.command](args)
-    except (CliError, ConfigError, StoreError, BundleError, KeyError, compare_cli.CompareError,
-            study_report.ReportError, bench.BenchError) as e:
+        return run(args)
+    except reported as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"python -m adlapp {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -37,8 +37,8 @@ class CompareError(Exception):
     """A selection the data cannot answer; one line for the user."""
 
 
-def add_parser(sub) -> None:
-    c = sub.add_parser("compare", help="compare variants across seeds: the Compare page's tests, headless",
+def add_parser(sub, summary: str) -> None:
+    c = sub.add_parser("compare", help=summary,
                        description="Welch's or the paired t-test per pair, corrected within each family, "
                                    "exactly as the Compare page and the Home reading compute them.")
     c.add_argument("--experiment", choices=EXPERIMENTS, required=True)

@@ -380,8 +380,8 @@ def report_zip(tables: RunTables, provenance: Provenance | None = None, folder: 
 
 
 # -- python -m adlapp report ------------------------------------------------------------------------------------
-def add_parser(sub) -> None:
-    r = sub.add_parser("report", help="write a self-contained study report (HTML, figures, tables) for a write-up",
+def add_parser(sub, summary: str) -> None:
+    r = sub.add_parser("report", help=summary,
                        description="Figures (PNG, SVG, PDF) with title, caption and source, the test tables, "
                                    "the course presets' significance tests, the Home page's reading and the "
                                    "provenance, from the store and cached_runs/, into one folder.")

@@ -71,9 +71,25 @@ def test_invalid_arguments_exit_nonzero_with_one_clear_line(tmp_path, args, need
 
 
 def test_every_command_has_help():
-    for cmd in ([], ["train"], ["runs"], ["cancel"], ["export"], ["import"], ["worker"], ["compare"], ["report"]):
+    for cmd in ([], ["train"], ["runs"], ["cancel"], ["export"], ["import"], ["worker"], ["compare"], ["report"],
+                ["bench"]):
         out = adlapp(*cmd, "--help")
         assert out.returncode == 0 and "usage:" in out.stdout
+    listing = adlapp("--help").stdout
+    for lazy in ("compare", "report", "bench"):       # listed with their summary without being imported
+        assert lazy in listing
+
+
+def test_the_training_commands_start_without_the_analysis_layer():
+    """`worker` and `train` sit between a click on Train and the first live point: parsing them must not import
+    scipy, altair or the comparison code (that was ~1.4 s of a cold start)."""
+    probe = ("import sys; from adlapp import cli\n"
+             "for command in ('worker', 'train', 'resume', 'continue'): cli._parser(command)\n"
+             "print(sorted(m for m in ('scipy', 'altair', 'adlapp.compare', 'adlapp.study_report', 'adlapp.bench')"
+             " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_seeds_are_a_count_a_list_or_a_range():
