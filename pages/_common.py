@@ -123,14 +123,16 @@ def backend() -> Backend:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _cached(folder: str, signature: tuple) -> library.CachedRuns:
+def cached_runs(folder: str, signature: tuple) -> library.CachedRuns:
+    """The bundles in `folder` as `signature` (library.folder_signature) says they are: read once per change,
+    shared by every session."""
     return library.load_cached(folder)
 
 
 def cached() -> library.CachedRuns:
     """The bundles in cached_runs/, re-read only when a file there changes; unreadable ones are named."""
     folder = library.cached_runs_dir()
-    result = _cached(str(folder), library.folder_signature(folder))
+    result = cached_runs(str(folder), library.folder_signature(folder))
     for err in result.errors:
         st.warning(f"Skipped an unreadable bundle in cached_runs/: {err}")
     return result

@@ -42,6 +42,33 @@ def _sources(folder: str, signature: tuple) -> study_report.Provenance:
     return study_report.read_sources(None, folder)[1]
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _figure(folder: str, signature: tuple, exp: str, view: tuple):
+    """Figure `exp` of the course runs in these bundles, drawn with the display options `view` (0.2-0.3 s):
+    built once per view for every visitor, and the default view already while Home waits for its click."""
+    tables = cmp.course_tables(ui.cached_runs(folder, signature).tables)
+    part = tables.select(set(tables.runs.loc[tables.runs["experiment"] == exp, "key"]))
+    if part.runs.empty:
+        return None
+    log_x, log_y, shared_y, smooth, steps, columns = view
+    return charts.figure_chart(part, exp, log_x=log_x, flags=cmp.run_health(part, cmp.runs_frame(part, exp)),
+                               baselines=report.baseline_labels(cmp.baselines(exp, figure_metrics(exp)[1])),
+                               smoothing=smooth, log_y=log_y, shared_y=shared_y, batches=steps, columns=columns,
+                               width={1: 260, 2: 120}.get(columns))
+
+
+DEFAULT_VIEW = (True, False, False, 0.0, None, None)     # the options' defaults below: log x, nothing else
+
+
+def _warm_up() -> None:
+    """The first visit loads the bundles and builds both figures while its reader looks for the button (~0.6 s
+    on a busy machine), so the click pays only the page's rerun; later visitors find them cached."""
+    folder = library.cached_runs_dir()
+    signature = library.folder_signature(folder)
+    for exp in FIGURES:
+        _figure(str(folder), signature, exp, DEFAULT_VIEW)
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def _figure_file(folder: str, signature: tuple, exp: str, view: tuple, fmt: str, _chart, caption: str,
                  source: str) -> bytes:
@@ -87,10 +114,12 @@ if st.query_params.get(STUDY_PARAM) == "open":
 if st.button("Open the course study", key="home_open_btn", type="primary"):
     st.session_state["home_open"] = True
 if not st.session_state.get("home_open"):
+    _warm_up()
     st.stop()
 if st.query_params.get(STUDY_PARAM) != "open":
     st.query_params[STUDY_PARAM] = "open"      # back from another page: the URL says so again
 
+folder = library.cached_runs_dir()
 cache = ui.cached()
 everything = cache.tables
 tables = cmp.course_tables(everything)       # the report's variants, one run per seed: its figures and table
@@ -126,20 +155,17 @@ for exp, title in FIGURES.items():
         continue
     st.subheader(title)
     ui.data_card(exp)
-    flags = cmp.run_health(part, cmp.runs_frame(part, exp))
     score = figure_metrics(exp)[1]
     base = cmp.baselines(exp, score)
     st.caption("Per variant a column: mean over seeds (line) inside the min/max band of the seeds; column "
                "heads give the final test metrics as mean ± sd (ddof=1) with n seeds. Diamonds on the "
                f"{label('epoch', figure_metrics(exp)[1])} row: {charts.figure_marker(exp).label} after each "
                "epoch the test split was scored at, mean ± sd (error bar); hover for n.")
-    steps = ui.batches_axis(part, exp, x_batches)
-    columns = None if per_line == "all" else int(per_line)
-    if (chart := charts.figure_chart(part, exp, log_x=log_x, baselines=report.baseline_labels(base),
-                                     flags=flags, smoothing=smooth, log_y=log_y, shared_y=shared_y, batches=steps,
-                                     columns=columns, width={1: 260, 2: 120}.get(columns))) is not None:
+    view = (log_x, log_y, shared_y, smooth, ui.batches_axis(part, exp, x_batches),
+            None if per_line == "all" else int(per_line))
+    if (chart := _figure(str(folder), library.folder_signature(folder), exp, view)) is not None:
         st.altair_chart(chart, width="content")
-        _figure_downloads(exp, chart, part, (log_x, log_y, shared_y, smooth, steps, columns))
+        _figure_downloads(exp, chart, part, view)
     if base:
         st.caption(f"Dashed on the {label('epoch', score)} row: " + "; ".join(
             f"{k} {report.number(v, 3)}" for k, v in base.items()) + " (a model that learned nothing). "
@@ -170,7 +196,6 @@ st.caption("Generated from these runs, across seeds on one fixed test set: Welch
            "with ddof=1, every seed kept (flagged ones too). Every pair, each seed's value and how many seeds you "
            "would need are on the Compare page, whose presets \"Course: …\" give the same numbers, as does "
            "`python -m adlapp compare --preset …`.")
-folder = library.cached_runs_dir()
 lines = _reading(str(folder), library.folder_signature(folder), tables) or ["No finished runs to compare yet."]
 st.markdown("\n".join(f"- {line}" for line in lines))
 st.download_button("Download this study report (zip)",
