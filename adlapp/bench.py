@@ -27,6 +27,10 @@ the last: there both loops do the same work, while the last adds the test split,
 `--profile N` also profiles one engine epoch (after the runs) and prints the N ops that took the most time.
 `--stacked` (CUDA only; elsewhere it prints that it skipped) also times the seeds trained as one stacked model
 (adlapp.stacked) against the engine's separate runs, printed just before the last line.
+`--channels-last` and `--precision bf16` run the engine with those options (RunConfig.channels_last, .precision)
+while the notebook loop stays the fp32 one: the ratio then measures the options too, and instead of "identical"
+the bench prints how far each seed's final test scores moved (the accuracy check). The FLOP rate's share is
+always of the fp32 matmul rate.
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ from adlapp.config import (
     EXPERIMENTS,
     LIMITS,
     MAX_SEEDS,
+    PRECISIONS,
     ConfigError,
     RunConfig,
     config_from_dict,
@@ -94,6 +99,11 @@ def add_parser(sub, summary: str) -> None:
     b.add_argument("--stacked", action="store_true",
                    help="CUDA only: also train the seeds as one stacked model (adlapp.stacked) and compare its "
                         "time and final test scores with the engine's separate runs; skipped on other devices")
+    b.add_argument("--channels-last", action="store_true",
+                   help="the engine trains with channels-last (NHWC) memory format; the notebook loop stays as is")
+    b.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="the engine's precision: fp32 (default) or bf16 autocast (the notebook loop stays fp32); "
+                        "the final scores of both are printed side by side as the accuracy check")
 
 
 # -- the two loops ------------------------------------------------------------------------------------------
@@ -280,9 +290,11 @@ class SeedPair:
 
 
 def interleaved(cfg: RunConfig, seed: int, data: ClassificationData | SegmentationData, dev: torch.device,
-                notebook_first: bool) -> SeedPair:
+                notebook_first: bool, engine_cfg: RunConfig | None = None) -> SeedPair:
     """Train `seed` both ways, alternating single epochs (notebook, adlapp, notebook, ... or adlapp first), so a
-    burst of load from elsewhere on the machine lands on both loops' epochs alike instead of on one whole run."""
+    burst of load from elsewhere on the machine lands on both loops' epochs alike instead of on one whole run.
+    `engine_cfg`: the engine's config when it differs from the notebook's in its engine options only."""
+    engine_cfg = engine_cfg or cfg
     epochs = notebook_epochs(cfg, seed, data, dev)
     notebook_secs: list[float] = []
     finished: list[LoopRun] = []
@@ -295,10 +307,10 @@ def interleaved(cfg: RunConfig, seed: int, data: ClassificationData | Segmentati
 
     if notebook_first:
         one_notebook_epoch()
-        engine, engine_secs = engine_run(cfg, seed, dev, between_epochs=lambda: (
+        engine, engine_secs = engine_run(engine_cfg, seed, dev, between_epochs=lambda: (
             one_notebook_epoch() if len(notebook_secs) < cfg.epochs else None))
     else:
-        engine, engine_secs = engine_run(cfg, seed, dev, between_epochs=one_notebook_epoch)
+        engine, engine_secs = engine_run(engine_cfg, seed, dev, between_epochs=one_notebook_epoch)
     while not finished:                                   # the generator returns its LoopRun after the last yield
         one_notebook_epoch()
     return SeedPair(finished[0], engine, notebook_secs, engine_secs)
@@ -477,6 +489,10 @@ def run(args: argparse.Namespace) -> int:
     from adlapp.train import resolve_device
 
     cfg = bench_config(args.experiment, args.variant, args.epochs, args.train_per_class, args.n_train)
+    engine_cfg = replace(cfg, channels_last=bool(getattr(args, "channels_last", False)),
+                         precision=getattr(args, "precision", "fp32"))
+    engine_options = ", ".join((["channels-last"] if engine_cfg.channels_last else [])
+                               + (["bf16 autocast"] if engine_cfg.precision == "bf16" else []))
     try:
         dev = resolve_device(args.device)
     except ValueError as e:
@@ -492,7 +508,7 @@ def run(args: argparse.Namespace) -> int:
     threads = f"{torch.get_num_threads()} threads" if dev.type == "cpu" else "GPU"
     print(f"bench: {name} on {dev} ({threads}); {cfg.data.name}: {n_train} train / {n_val} val / {n_test} test "
           f"images; batch {cfg.batch_size}; {cfg.epochs} epochs x seeds 0-{args.seeds - 1}; the two loops "
-          "alternate epoch by epoch", flush=True)
+          "alternate epoch by epoch" + (f"; the engine with {engine_options}" if engine_options else ""), flush=True)
 
     train_flops, eval_flops = flops_per_image(cfg, data, dev)
     epoch_flops = train_flops * n_train + eval_flops * n_val           # one training pass + validation
@@ -501,7 +517,7 @@ def run(args: argparse.Namespace) -> int:
     # not the one that pays for them.
     warm = replace(cfg, epochs=1)
     notebook_run(warm, 0, data, dev)
-    engine_run(warm, 0, dev)
+    engine_run(replace(engine_cfg, epochs=1), 0, dev)
 
     scores = _score_names(cfg)
     print(f"{'seed':>4} {'loop':9} {'s/epoch':>8} {'img/s':>7} {'GFLOP/s':>8} "
@@ -509,7 +525,7 @@ def run(args: argparse.Namespace) -> int:
           flush=True)
     pairs: list[SeedPair] = []
     for seed in range(args.seeds):
-        pair = interleaved(cfg, seed, data, dev, notebook_first=seed % 2 == 0)
+        pair = interleaved(cfg, seed, data, dev, notebook_first=seed % 2 == 0, engine_cfg=engine_cfg)
         pairs.append(pair)
         for loop, secs, one in (("notebook", pair.notebook_epochs, pair.notebook),
                                 ("adlapp", pair.adlapp_epochs, pair.adlapp)):
@@ -518,7 +534,8 @@ def run(args: argparse.Namespace) -> int:
                   + " ".join(f"{one.tests[s]:14.4f}" for s in scores), flush=True)
     matmul.append(matmul_gflops(dev))                    # once before, once after: the machine may have changed
     rate = statistics.median(matmul)
-    memory = {loop: peak_memory(loop, cfg, dev, torch.get_num_threads()) for loop in ("notebook", "adlapp")}
+    memory = {loop: peak_memory(loop, cfg if loop == "notebook" else engine_cfg, dev, torch.get_num_threads())
+              for loop in ("notebook", "adlapp")}
 
     print(f"FLOPs (torch FLOP counter): {train_flops / 1e6:.1f} MFLOP per training image (forward + backward), "
           f"{eval_flops / 1e6:.1f} MFLOP per validated image; {epoch_flops / 1e9:.2f} GFLOP per epoch")
@@ -536,13 +553,19 @@ def run(args: argparse.Namespace) -> int:
     last = {loop: statistics.median(getattr(p, loop + "_epochs")[-1] for p in pairs) for loop in ("notebook", "adlapp")}
     print(f"last epoch (adds the test split; adlapp also scores its best-validation weights there when they are an "
           f"earlier epoch's): notebook {last['notebook']:.3f} s, adlapp {last['adlapp']:.3f} s (median over seeds)")
-    same_scores = all(p.notebook.tests == p.adlapp.tests for p in pairs)
-    same_weights = all(_same_weights(p.notebook.weights, p.adlapp.weights) for p in pairs)
-    print(f"same learning problem: final test scores identical: {_yes(same_scores)}; final weights identical: "
-          f"{_yes(same_weights)}" + ("" if dev.type == "cpu" else " (GPU kernels need not be deterministic)"))
+    if engine_options:       # other arithmetic: the check is how far the scores moved, not equality
+        moved = {s: [p.adlapp.tests[s] - p.notebook.tests[s] for p in pairs] for s in scores}
+        print(f"accuracy check ({engine_options} vs the fp32 notebook loop, same seeds and batches): final test "
+              + "; ".join(f"{s} adlapp - notebook per seed " + ", ".join(f"{d:+.4f}" for d in ds)
+                          for s, ds in moved.items()))
+    else:
+        same_scores = all(p.notebook.tests == p.adlapp.tests for p in pairs)
+        same_weights = all(_same_weights(p.notebook.weights, p.adlapp.weights) for p in pairs)
+        print(f"same learning problem: final test scores identical: {_yes(same_scores)}; final weights identical: "
+              f"{_yes(same_weights)}" + ("" if dev.type == "cpu" else " (GPU kernels need not be deterministic)"))
     if args.profile:
         print(f"profile of one adlapp epoch (top {args.profile} ops by self time):")
-        print(profile_engine_epoch(cfg, dev, args.profile))
+        print(profile_engine_epoch(engine_cfg, dev, args.profile))
     if getattr(args, "stacked", False):
         for line in stacked_lines(cfg, list(range(args.seeds)), dev):
             print(line, flush=True)

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable, Literal
 
 __all__ = [
-    "CODE_VERSION", "ACTIVATIONS", "UPSAMPLINGS", "OPTIMIZERS", "EXPERIMENTS", "EXPERIMENT_INFO",
+    "CODE_VERSION", "ACTIVATIONS", "UPSAMPLINGS", "OPTIMIZERS", "PRECISIONS", "engine_label", "EXPERIMENTS",
+    "EXPERIMENT_INFO",
     "ExperimentInfo", "BUILTIN_DATASETS", "BN_POSITIONS", "BN_LAYERS", "ADDED_DEFAULTS",
     "COURSE_NAMES", "COURSE_VARIANTS", "QUESTION_NAMES", "CARD_CLASSES", "batches_per_epoch",
     "display_name", "custom_name", "RUN_ONLY_FIELDS",
@@ -55,6 +56,10 @@ UPSAMPLINGS: tuple[str, ...] = ("transpose", "nearest", "bilinear")
 BN_POSITIONS: tuple[str, ...] = ("before", "after")            # relative to the activation
 BN_LAYERS: tuple[str, ...] = ("conv2-3", "conv1-3", "conv2-3+fc", "conv1-3+fc")
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+# How the arithmetic is done (RunConfig.precision): fp32 everywhere, or bf16 autocast of the forward pass (the
+# weights, the optimiser and the loss stay fp32). bf16 is for CUDA, where it is ~2x faster; on a CPU it runs
+# but is usually slower.
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -176,6 +181,10 @@ class RunConfig:
     epochs: int = 200
     batch_size: int = 64
     eval_at: tuple[int, ...] = ()     # extra test evaluations inside the run (the last epoch is always one)
+    # How the engine computes (see ADDED_DEFAULTS: at their defaults they are not in the key). Both change the
+    # numbers in their last bits or more, so they are part of what a run is, not a run option:
+    channels_last: bool = False       # NHWC activations and weights: ~1.5x faster U-Net steps on this CPU
+    precision: str = "fp32"           # see PRECISIONS
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -229,6 +238,10 @@ def _validate(cfg: RunConfig) -> None:
                   "only applies to the CNN with batchnorm on" if cfg.experiment == "cnn"
                   else "only applies to the CNN (the U-Net's BN sits before each activation, affine)")
     whole("base_width", m.base_width, 1, LIMITS["base_width"])
+    if not isinstance(cfg.channels_last, bool):
+        raise bad("channels_last", cfg.channels_last, "must be true or false")
+    if cfg.precision not in PRECISIONS:
+        raise bad("precision", cfg.precision, f"must be one of {', '.join(PRECISIONS)}")
     if o.name not in OPTIMIZERS:
         raise bad("optimizer", o.name, f"must be one of {', '.join(OPTIMIZERS)}")
     # Every float is checked finite: a NaN would pass `x < 0`, be stored, and break strict JSON later.
@@ -253,16 +266,20 @@ def _validate(cfg: RunConfig) -> None:
 # (cached_runs/ among them) keep their keys; any other value is hashed like every other field.
 ADDED_DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {"bn_position": "before", "bn_layers": "conv2-3", "bn_affine": False},
+    "run": {"channels_last": False, "precision": "fp32"},          # RunConfig's own fields
 }
 
 
 def _canonical(d: dict[str, Any]) -> dict[str, Any]:
     """A config dict with ADDED_DEFAULTS fields at their default removed (a copy; nested parts copied)."""
-    out = dict(d)
+    def without_defaults(section: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in section.items()
+                if not (k in defaults and v == defaults[k] and type(v) is type(defaults[k]))}
+
+    out = without_defaults(d, ADDED_DEFAULTS["run"])
     for part, defaults in ADDED_DEFAULTS.items():
-        if isinstance(out.get(part), dict):
-            out[part] = {k: v for k, v in out[part].items() if not (k in defaults and v == defaults[k]
-                                                                   and type(v) is type(defaults[k]))}
+        if part != "run" and isinstance(out.get(part), dict):
+            out[part] = without_defaults(out[part], defaults)
     return out
 
 
@@ -344,8 +361,11 @@ _WORDS = {"elu": "ELU", "relu": "ReLU", "gelu": "GELU", "adam": "Adam", "sgd": "
 def display_name(variant_label_: str) -> str:
     """The one name of a variant on every page, chart, table and export: the course report's name of a
     registry variant ("BN + Adam"), else a readable name of a custom one (`custom_name`), else the label."""
-    return (COURSE_NAMES.get(variant_label_) or QUESTION_NAMES.get(variant_label_) or custom_name(variant_label_)
-            or variant_label_)
+    base, engine = engine_label(variant_label_)
+    name = COURSE_NAMES.get(base) or QUESTION_NAMES.get(base) or custom_name(base)
+    if name is None:
+        return str(variant_label_)
+    return f"{name} ({engine})" if engine else name
 
 
 def custom_name(variant_label_: str) -> str | None:
@@ -415,14 +435,31 @@ def variant_label(cfg: RunConfig) -> str:
     sig = _model_signature(cfg)
     for name, make in VARIANTS.items():
         if _model_signature(make()) == sig:
-            return name
+            return name + _engine_suffix(cfg)
     m, o = cfg.model, cfg.optim
     parts = [_bn_part(m), m.activation, o.name]
     if cfg.experiment == "unet":
         parts.insert(0, m.upsampling)
     if o.lr != 0.01:
         parts.append(f"lr{o.lr:g}")
-    return f"{cfg.experiment}/" + "-".join(parts)
+    return f"{cfg.experiment}/" + "-".join(parts) + _engine_suffix(cfg)
+
+
+# A variant trained with a non-default engine is labelled apart ("unet/normal@channels_last+bf16"): its numbers
+# differ from the default engine's, so the pages must not pool them with it.
+_ENGINE_WORDS: dict[str, str] = {"channels_last": "channels-last", "bf16": "bf16 autocast"}
+
+
+def _engine_suffix(cfg: RunConfig) -> str:
+    tokens = (["channels_last"] if cfg.channels_last else []) + (["bf16"] if cfg.precision == "bf16" else [])
+    return "@" + "+".join(tokens) if tokens else ""
+
+
+def engine_label(variant_label_: str) -> tuple[str, str]:
+    """'unet/normal@channels_last+bf16' -> ('unet/normal', 'channels-last, bf16 autocast'); no suffix: ''."""
+    base, _, suffix = str(variant_label_).partition("@")
+    words = [_ENGINE_WORDS.get(token, token) for token in suffix.split("+")] if suffix else []
+    return base, ", ".join(words)
 
 
 def _bn_part(m: ModelConfig) -> str:

@@ -69,7 +69,7 @@ def _decimal(x: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class Toggles:
-    """Model and optimizer settings to apply on top of a config; None leaves the config's value."""
+    """Model, optimizer and engine settings to apply on top of a config; None leaves the config's value."""
     batchnorm: bool | None = None
     bn_position: str | None = None         # CNN with batch-norm: "before" / "after" the activation
     bn_layers: str | None = None           # CNN with batch-norm: see adlapp.config.BN_LAYERS
@@ -82,6 +82,8 @@ class Toggles:
     lr: float | None = None
     momentum: float | None = None
     weight_decay: float | None = None
+    channels_last: bool | None = None      # the engine (RunConfig.channels_last, .precision)
+    precision: str | None = None
 
     def apply(self, cfg: RunConfig) -> RunConfig:
         model = _given(batchnorm=self.batchnorm, activation=self.activation, upsampling=self.upsampling,
@@ -89,7 +91,8 @@ class Toggles:
                        bn_layers=self.bn_layers, bn_affine=self.bn_affine)
         optim = _given(name=self.optimizer, lr=_decimal(self.lr), momentum=_decimal(self.momentum),
                        weight_decay=_decimal(self.weight_decay))
-        return replace(cfg, model=replace(cfg.model, **model), optim=replace(cfg.optim, **optim))
+        return replace(cfg, model=replace(cfg.model, **model), optim=replace(cfg.optim, **optim),
+                       **_given(channels_last=self.channels_last, precision=self.precision))
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,9 @@ def train_stacked(cfg: RunConfig, seeds: list[int] | tuple[int, ...], device: st
         raise ValueError("train_stacked: no seeds")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"train_stacked: seeds {seeds} repeat a seed")
+    if cfg.channels_last or cfg.precision != "fp32":
+        raise ValueError("train_stacked: the stacked model trains fp32 with the default memory format only "
+                         f"(asked: channels_last={cfg.channels_last}, precision={cfg.precision!r})")
     started = time.perf_counter()
     dev = resolve_device(device)
     data = load_data(cfg.data, EXPERIMENT_INFO[cfg.experiment].task)

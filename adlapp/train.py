@@ -100,6 +100,17 @@ def device_name(device: torch.device) -> str:
     return device.type
 
 
+def _engine_input(cfg: RunConfig, x: torch.Tensor) -> torch.Tensor:
+    """A batch as the engine wants it: NHWC in memory with `channels_last` (the model's weights are too)."""
+    return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
+
+
+def _autocast(cfg: RunConfig, device: torch.device):
+    """bf16 autocast of the forward pass and loss with `precision="bf16"`: the weights, their gradients and the
+    optimiser stay fp32; the losses autocast computes in fp32 (cross-entropy, BCE with logits) stay fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+
+
 def _loss(cfg: RunConfig, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if cfg.experiment == "cnn":
         return F.cross_entropy(logits, y)
@@ -143,8 +154,10 @@ def evaluate(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor,
     counts = torch.zeros(4, dtype=torch.int64, device=x.device)      # correct, tp, fp, fn
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        logits = model(xb)
-        total_loss += _loss(cfg, logits, yb).double() * len(xb)
+        with _autocast(cfg, x.device):
+            logits = model(_engine_input(cfg, xb))
+            batch_loss = _loss(cfg, logits, yb)
+        total_loss += batch_loss.double() * len(xb)
         if cfg.experiment == "cnn":
             counts[0] += (logits.argmax(1) == yb).sum()
         else:
@@ -280,6 +293,8 @@ def _build(cfg: RunConfig, seed: int, dev: torch.device, data: ClassificationDat
     else:
         model = build_model(cfg, in_channels=data.train_x.shape[1])
     model.to(dev)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     shuffle = torch.Generator().manual_seed(seed)         # batch order: its own stream, saved in checkpoints
     return model, _make_optimizer(cfg, model), shuffle
 
@@ -298,7 +313,8 @@ def _train_one_epoch(cfg: RunConfig, model: nn.Module, optimizer: torch.optim.Op
     seen = 0
     for i in range(0, len(x), cfg.batch_size):
         idx = order[i:i + cfg.batch_size]
-        loss = _loss(cfg, model(x[idx]), y[idx])
+        with _autocast(cfg, x.device):
+            loss = _loss(cfg, model(_engine_input(cfg, x[idx])), y[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

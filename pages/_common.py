@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from adlapp import charts, compare, datacards, estimate, exports, library, live, metrics, planning, report
-from adlapp.config import COURSE_VARIANTS, display_name
+from adlapp.config import COURSE_VARIANTS, PRECISIONS, display_name
 from adlapp.devices import training_device
 from adlapp.jobs import Backend, LocalProcessBackend, default_concurrency
 from adlapp.ray_backend import INSTALL_HINT, RayBackend, ray_available
@@ -171,6 +171,21 @@ def batches_axis(tables: RunTables, experiment: str, wanted: bool) -> int | None
         st.caption("The x axis stays in epochs: these runs differ in batches per epoch (data size or batch size), "
                    "or trained on a folder.")
     return steps
+
+
+ENGINE_HELP = ("How the arithmetic is done. Channels-last stores images and weights pixel by pixel (NHWC): "
+               "~1.5x faster U-Net steps on a CPU. bf16 autocast runs the forward pass in bfloat16 (weights, "
+               "optimiser and loss stay fp32): ~2x faster on a CUDA GPU, slower on many CPUs. Both change the "
+               "numbers, so these runs are new runs, labelled apart and never pooled with fp32 ones (the shipped "
+               "study is fp32, contiguous).")
+
+
+def engine_controls(prefix: str) -> dict:
+    """The Advanced expander's engine options: Toggles fields, applied to every variant of the page."""
+    channels_last = st.checkbox("channels-last memory format", value=False, key=f"{prefix}_channels_last",
+                                help=ENGINE_HELP, **KEEP)
+    precision = st.selectbox("precision", PRECISIONS, key=f"{prefix}_precision", help=ENGINE_HELP, **KEEP)
+    return {"channels_last": channels_last, "precision": precision}
 
 
 def default_seeds(experiment: str) -> str:

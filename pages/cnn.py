@@ -48,15 +48,16 @@ with right:
                              help=f"From 1 to {LIMITS['epochs']:,}.", **ui.KEEP)
     dataset = st.text_input(f"data set: {DATASET}, or a folder ROOT/{{train,valid,test}}/<class>/*.png",
                             value=DATASET, key="cnn_dataset", **ui.KEEP)
-    with st.expander("Advanced: training-set size and batch size"):
+    with st.expander("Advanced: training-set size, batch size, engine"):
         per_class = st.number_input(f"{DATASET}: training images per class", value=BASE.data.train_per_class,
                                     key="cnn_train_per_class", help=f"From 1 to {LIMITS['train_per_class']:,}.",
                                     **ui.KEEP)
         batch = st.number_input("batch size", value=BASE.batch_size, key="cnn_batch",
                                 help=f"From 1 to {LIMITS['batch_size']:,}.", **ui.KEEP)
+        engine = ui.engine_controls("cnn")
 
 choice = StudyChoice(
     "cnn", variants=tuple(names), custom=(custom,) if custom_on else (),
-    common=Toggles(activation=activation), lrs=lrs, seeds=seeds_text, epochs=int(epochs),
+    common=Toggles(activation=activation, **engine), lrs=lrs, seeds=seeds_text, epochs=int(epochs),
     dataset=dataset, train_per_class=int(per_class), batch_size=int(batch))
 ui.launch_or_load(choice)

@@ -33,7 +33,7 @@ with right:
                             key="unet_budgets", **ui.KEEP)
     dataset = st.text_input(f"data set: {DATASET}, or a folder ROOT/{{train,val,test}}/{{images,masks}}/",
                             value=DATASET, key="unet_dataset", **ui.KEEP)
-    with st.expander("Advanced: training-set size, image size, batch size"):
+    with st.expander("Advanced: training-set size, image size, batch size, engine"):
         n_train = st.number_input(f"{DATASET}: training images", value=BASE.data.n_train, key="unet_n_train",
                                   help=f"From 1 to {LIMITS['n_train']:,}.", **ui.KEEP)
         size = st.number_input(f"image size (pixels, a multiple of {SIZE_STEP})", value=BASE.data.image_size,
@@ -42,10 +42,11 @@ with right:
                                **ui.KEEP)
         batch = st.number_input("batch size", value=BASE.batch_size, key="unet_batch",
                                 help=f"From 1 to {LIMITS['batch_size']:,}.", **ui.KEEP)
+        engine = ui.engine_controls("unet")
 
 choice = StudyChoice(
     "unet", variants=tuple(names), custom=(custom,) if custom_on else (),
-    common=Toggles(batchnorm=batchnorm), seeds=seeds_text, budgets=budgets, dataset=dataset,
+    common=Toggles(batchnorm=batchnorm, **engine), seeds=seeds_text, budgets=budgets, dataset=dataset,
     n_train=int(n_train), image_size=int(size), batch_size=int(batch))
 
 
