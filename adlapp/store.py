@@ -261,6 +261,21 @@ class RunStore:
             _queue(db, key, cfg, seed, command, source, now, exists=row is not None)
         return key, "queued"
 
+    def queue_first(self, keys: list[str]) -> list[str]:
+        """Make the queued runs among `keys` the next ones claimed, in the order given, ahead of every other
+        queued run (their `created` set just before the oldest queued one's). A script that asks for many runs
+        in priority order calls it after enqueueing: a run queued *again* (resumed) would otherwise wait behind
+        everything queued since its first request. Returns the keys that were queued and moved."""
+        with self._transaction() as db:
+            queued = {k for (k,) in db.execute("SELECT key FROM runs WHERE status='queued'")}
+            moving = list(dict.fromkeys(k for k in keys if k in queued))
+            if not moving:
+                return []
+            (oldest,) = db.execute("SELECT MIN(created) FROM runs WHERE status='queued'").fetchone()
+            for i, key in enumerate(moving):
+                db.execute("UPDATE runs SET created=? WHERE key=?", (oldest - 1e-3 * (len(moving) - i), key))
+        return moving
+
     def continue_run(self, parent: str, more_epochs: int, command: str = "") -> Continuation:
         """Queue the continuation of the done run `parent` for `more_epochs` more epochs, as a NEW run.
 

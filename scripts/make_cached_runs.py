@@ -119,6 +119,9 @@ def main() -> int:
     for piece in todo:
         for cfg, seed in piece.runs:
             store.enqueue(cfg, seed, command=f"{command}: piece {piece.name}")
+    # Pieces in PIECES order, each piece's seeds together: a run resumed from an earlier session was queued
+    # again just now and would otherwise wait behind every run queued before it, holding its piece back.
+    store.queue_first([run_key(cfg, seed) for piece in todo for cfg, seed in piece.runs])
     print(f"{len(todo)} piece(s) to make, {sum(len(x.runs) for x in todo)} runs; store {store.root}", flush=True)
 
     logs = Path(args.store)

@@ -63,6 +63,22 @@ def test_claim_is_oldest_first_and_exclusive(store):
     assert set(store.runs()["status"]) == {"running"}
 
 
+def test_a_resumed_run_can_be_put_back_at_the_head_of_the_queue(store):
+    """A run queued again (say, interrupted in an earlier session) goes to the back; queue_first puts a list of
+    runs first, in its order, ahead of everything else queued, and leaves running and done runs alone."""
+    early, _ = store.enqueue(tiny(), 0)
+    store.claim(early)
+    store.finish(early, "cancelled")
+    later = [store.enqueue(tiny(), seed)[0] for seed in (1, 2, 3)]
+    running, _ = store.enqueue(tiny(), 4)
+    store.claim(running)
+    assert store.enqueue(tiny(), 0) == (early, "queued")          # queued again: now the newest in the queue
+    assert store.queue_first([early, later[2], running, "0" * 16]) == [early, later[2]]
+    claimed = [store.claim()[0] for _ in range(4)]
+    assert claimed == [early, later[2], later[0], later[1]]
+    assert store.claim() is None
+
+
 def test_record_epoch_and_incremental_reads(store):
     key, _ = store.enqueue(tiny(), 0)
     store.claim(key)
