@@ -121,3 +121,23 @@ def test_bench_with_engine_options_prints_the_accuracy_check(capsys):
                      r"batches\): final test pixel_acc adlapp - notebook per seed [+-]\d\.\d{4}; f1 ", out), out
     assert "identical" not in out                   # other arithmetic: equality is not what it claims
     assert re.fullmatch(r"speedup_vs_notebook=\d+\.\d{3}", out.strip().splitlines()[-1])
+
+
+def test_the_unet_page_plans_engine_runs_as_new_runs(app_env, course_bundles, monkeypatch):
+    """The shipped (fp32) runs serve the default engine; asking for channels-last + bf16 plans new runs under
+    their own name, so the two are never pooled."""
+    from conftest import ROOT, tiny_unet_page
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("ADLAPP_CACHED_RUNS", str(course_bundles))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/unet.py").run()
+    at = tiny_unet_page(at)
+    assert set(at.dataframe[0].value["where"]) == {"done (shipped with the app)"}
+    at.checkbox(key="unet_channels_last").check()
+    at.selectbox(key="unet_precision").set_value("bf16").run()
+    assert not at.exception, at.exception
+    plan = at.dataframe[0].value
+    assert "done (shipped with the app)" not in set(plan["where"]), plan
+    assert all(name.endswith("(channels-last, bf16 autocast)") for name in plan["variant"]), plan["variant"]
+    assert not at.button(key="unet_train_btn").disabled
