@@ -1,8 +1,11 @@
-"""Print a markdown summary of the bundles in cached_runs/: provenance, compute used and headline numbers.
+"""A markdown summary of the bundles in cached_runs/: provenance, compute used and headline numbers.
 
-    python scripts/summarize_cached.py [FOLDER]
+    python scripts/summarize_cached.py [FOLDER]            # print it
+    python scripts/summarize_cached.py --readme [FOLDER]   # rewrite FOLDER/README.md's state table and summary
 
-Used to write cached_runs/README.md after regenerating the bundles; reads them without torch.
+`--readme` keeps README.md up to "## State of the regeneration" and the paragraphs under its table as they are,
+rewrites the table from scripts/make_cached_runs.py's pieces (shipped: its bundle exists) and replaces everything
+from "## Per bundle" on with the summary. Run it after each piece lands. Reads the bundles without torch.
 """
 from __future__ import annotations
 
@@ -19,34 +22,61 @@ from adlapp.bundle import read_bundle_dir
 TEST_METRIC = {"cnn": "acc", "unet": "pixel_acc"}
 
 
-def main(folder: str = "cached_runs") -> None:
+def main(*args: str) -> None:
+    if args and args[0] == "--readme":
+        return write_readme(*args[1:])
+    for line in summary(*args):
+        print(line)
+
+
+def write_readme(folder: str = "cached_runs") -> None:
+    from make_cached_runs import PIECES  # scripts/ is this file's folder, first on sys.path
+
+    path = Path(folder) / "README.md"
+    text = path.read_text()
+    state, per_bundle = text.index("## State of the regeneration"), text.index("## Per bundle")
+    notes = [line for line in text[state:per_bundle].splitlines()[1:] if not line.startswith("|")]
+    table = ["| piece | runs | state |", "|---|---|---|"] + [
+        f"| {p.name} ({p.question}) | {len(p.runs)} | "
+        f"{'shipped' if (Path(folder) / f'{p.name}.zip').exists() else 'to train'} |" for p in PIECES]
+    while notes and not notes[0].strip():
+        notes.pop(0)
+    body = "\n".join(["## State of the regeneration", "", *table, "", *notes]).rstrip() + "\n\n"
+    path.write_text(text[:state] + body + "## Per bundle\n\n" + "\n".join(summary(folder)).rstrip() + "\n")
+    print(f"wrote {path}")
+
+
+def summary(folder: str = "cached_runs") -> list[str]:
+    out: list[str] = []
+    emit = out.append
     bundles, errors = read_bundle_dir(folder)
     for err in errors:
-        print(f"- unreadable: {err}")
+        emit(f"- unreadable: {err}")
     for b in bundles:
         runs, epochs, tests = b.tables.runs, b.tables.epochs, b.tables.tests
         seconds = epochs[epochs["name"] == "seconds"].groupby("key")["value"].sum()
         devices = sorted(set(runs["device"]))
         versions = json.loads(runs["versions"].iloc[0])
-        print(f"### {b.path.name}\n")
+        emit(f"### {b.path.name}\n")
         per_variant = ", ".join(f"{v} × {n}" for v, n in runs["variant"].value_counts(sort=False).items())
         statuses = {k: int(v) for k, v in runs["status"].value_counts().items()}
-        print(f"- {len(runs)} runs: {per_variant}; seeds {sorted(set(runs['seed']))}; statuses {statuses}")
-        print(f"- device: {', '.join(devices)}; torch {versions.get('torch')}, python {versions.get('python')}; "
+        emit(f"- {len(runs)} runs: {per_variant}; seeds {sorted(set(runs['seed']))}; statuses {statuses}")
+        emit(f"- device: {', '.join(devices)}; torch {versions.get('torch')}, python {versions.get('python')}; "
               f"git commit {runs['git_commit'].iloc[0]}")
-        print(f"- training wall time: {seconds.sum() / 3600:.2f} h in total, "
+        emit(f"- training wall time: {seconds.sum() / 3600:.2f} h in total, "
               f"{seconds.median() / 60:.1f} min median per run")
-        print(f"- command (per run): `{runs['command'].iloc[0]}`")
-        print(f"- bundle: {b.path.stat().st_size / 1024:.0f} KiB, exported by "
+        emit(f"- command (per run): `{runs['command'].iloc[0]}`")
+        emit(f"- bundle: {b.path.stat().st_size / 1024:.0f} KiB, exported by "
               f"`{b.manifest['provenance'].get('command')}`\n")
         exp = runs["experiment"].iloc[0]
         metric = TEST_METRIC[exp]
         merged = tests[tests["name"] == metric].merge(runs[["key", "variant"]], on="key")
-        print(f"| variant | test epoch | test {metric}: mean ± sd (n) |\n|---|---|---|")
+        emit(f"| variant | test epoch | test {metric}: mean ± sd (n) |\n|---|---|---|")
         for (variant, epoch), g in merged.groupby(["variant", "epoch"]):
             s = stats.summarize(g["value"].to_numpy())
-            print(f"| {variant} | {epoch} | {s['mean']:.4f} ± {s['sd']:.4f} ({s['n']}) |")
-        print()
+            emit(f"| {variant} | {epoch} | {s['mean']:.4f} ± {s['sd']:.4f} ({s['n']}) |")
+        emit("")
+    return out
 
 
 if __name__ == "__main__":
