@@ -343,7 +343,7 @@ def _choose_tiny_study(page) -> None:
     _rerun(page, _widget(page, "stCheckbox", "SGD (cnn/sgd)").click)
     _set_input(page, "stTextInput", SEEDS_LABEL, "2")
     _set_input(page, "stNumberInput", "epochs", str(LIVE_EPOCHS))
-    page.get_by_text("Advanced: training-set size and batch size").click()
+    page.get_by_text("Advanced: training-set size, batch size, engine").click()
     _set_input(page, "stNumberInput", CARDS_LABEL, "1")
 
 
@@ -574,7 +574,7 @@ def test_walk_train_reload_import_cancel_compare(browser_tools, server, course_b
             _rerun(page, _widget(page, "stCheckbox", box).click)
         _set_input(page, "stTextInput", SEEDS_LABEL, "2")
         _set_input(page, "stNumberInput", "epochs", str(WALK_EPOCHS))
-        page.get_by_text("Advanced: training-set size and batch size").click()
+        page.get_by_text("Advanced: training-set size, batch size, engine").click()
         _set_input(page, "stNumberInput", CARDS_LABEL, "1")
         assert _summary(page).endswith("2 to train."), _summary(page)
         _train(page, 2)
