@@ -108,3 +108,26 @@ def test_loading_all_cached_bundles_does_not_import_torch():
 
 def test_cached_bundles_are_small():
     assert sum(p.stat().st_size for p in CACHED.glob("*.zip")) < MAX_TOTAL_BYTES
+
+
+def _shared_runs() -> list[tuple[str, str]]:
+    """(older bundle, newer bundle) pairs that hold some of the same runs (a piece replacing a course bundle)."""
+    keys = {name: set(read_bundle(CACHED / name).tables.runs["key"]) for name in BUNDLES}
+    return [(a, b) for a in BUNDLES for b in BUNDLES if a < b and keys[a] & keys[b]]
+
+
+@pytest.mark.parametrize("older, newer", _shared_runs())
+def test_a_run_trained_again_in_a_later_piece_has_exactly_the_same_numbers(older, newer):
+    """Regenerating is reproducible: a run (same key: config, seed, code version) trained again sessions later,
+    by a later commit, on a machine under other load, records bit-for-bit the same metrics. Every epoch row and
+    every test row the older bundle has must equal the newer one's (wall seconds excepted)."""
+    a, b = read_bundle(CACHED / older).tables, read_bundle(CACHED / newer).tables
+    shared = set(a.runs["key"]) & set(b.runs["key"])
+    for part in ("epochs", "tests"):
+        old, new = (getattr(t, part) for t in (a, b))
+        old = old[old["key"].isin(shared) & (old["name"] != "seconds")]
+        matched = old.merge(new, on=["key", "epoch", "name"], how="left", suffixes=("_old", "_new"))
+        assert len(matched) == len(old) > 0
+        differ = matched[~((matched["value_old"] == matched["value_new"])
+                           | (matched["value_old"].isna() & matched["value_new"].isna()))]
+        assert differ.empty, differ.head()
