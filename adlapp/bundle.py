@@ -54,7 +54,7 @@ _MEMBERS = ("manifest.json",) + tuple(f"{name}.parquet" for name in _TABLES)
 _MiB = 2 ** 20
 
 # -- Caps --------------------------------------------------------------------------------------------------
-# Reference points: the shipped course-unet.zip is 732 KiB for 20 runs and 100k metric rows (~7 bytes a row);
+# Reference points: the course U-Net study, 20 runs and 100k metric rows, is a 732 KiB bundle (~7 bytes a row);
 # a large legitimate study reaches ~10M metric rows in a few thousand runs, ~30-80 MB of Parquet (random-looking
 # values compress worst). Each cap leaves 2-4x headroom over that and stays far below what would exhaust the
 # memory of a laptop: the worst bundle that passes every cap needs about 1-2 GB while being checked.

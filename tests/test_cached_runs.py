@@ -23,9 +23,9 @@ EPOCH_METRICS = {"cnn": {"train_loss", "val_loss", "val_acc"},
 TEST_METRICS = {"cnn": {"acc", "loss"}, "unet": {"f1", "pixel_acc", "loss"}}
 BEST = {"cnn": {"best_acc", "best_loss", "best_epoch"},
         "unet": {"best_f1", "best_pixel_acc", "best_loss", "best_epoch"}}
-# Bundles from before the pieces: the course protocol, no best-validation rows, no weights.
-LEGACY = {"course-cnn.zip": ["cnn/bn-adam", "cnn/adam", "cnn/sgd"],
-          "course-unet.zip": ["unet/normal", "unet/nearest", "unet/elu", "unet/nearest-elu"]}
+# Bundles from before the pieces: the course protocol, no best-validation rows, no weights. Each is deleted once
+# pieces hold all its runs (course-unet.zip went when the four U-Net pieces had reproduced its 20 runs exactly).
+LEGACY = {"course-cnn.zip": ["cnn/bn-adam", "cnn/adam", "cnn/sgd"]}
 # Everything shipped stays small enough to clone quickly: ~0.4 MB per CNN piece (one seed's weights), ~1.7 MB
 # per U-Net piece (weights at its 3 test epochs); the full study is ~15 MB.
 MAX_TOTAL_BYTES = 24 * 2 ** 20
