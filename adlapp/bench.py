@@ -55,7 +55,9 @@ from adlapp.config import (
     RunConfig,
     config_from_dict,
     config_to_dict,
+    engine_label,
     variant,
+    variant_label,
 )
 
 if TYPE_CHECKING:
@@ -491,8 +493,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = bench_config(args.experiment, args.variant, args.epochs, args.train_per_class, args.n_train)
     engine_cfg = replace(cfg, channels_last=bool(getattr(args, "channels_last", False)),
                          precision=getattr(args, "precision", "fp32"))
-    engine_options = ", ".join((["channels-last"] if engine_cfg.channels_last else [])
-                               + (["bf16 autocast"] if engine_cfg.precision == "bf16" else []))
+    engine_options = engine_label(variant_label(engine_cfg))[1]       # "channels-last, bf16 autocast" or ""
     try:
         dev = resolve_device(args.device)
     except ValueError as e:

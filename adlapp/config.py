@@ -57,8 +57,8 @@ BN_POSITIONS: tuple[str, ...] = ("before", "after")            # relative to the
 BN_LAYERS: tuple[str, ...] = ("conv2-3", "conv1-3", "conv2-3+fc", "conv1-3+fc")
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 # How the arithmetic is done (RunConfig.precision): fp32 everywhere, or bf16 autocast of the forward pass (the
-# weights, the optimiser and the loss stay fp32). bf16 is for CUDA, where it is ~2x faster; on a CPU it runs
-# but is usually slower.
+# weights, the optimiser and the loss stay fp32). bf16 is for CUDA, where it is ~2x faster; a CPU without bf16
+# instructions runs it slower (this one has AVX512-BF16: 1.46x for the CNN, docs/performance.md).
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
