@@ -276,24 +276,18 @@ class RunStore:
                 db.execute("UPDATE runs SET created=? WHERE key=?", (oldest - 1e-3 * (len(moving) - i), key))
         return moving
 
-    def continue_run(self, parent: str, more_epochs: int, command: str = "") -> Continuation:
-        """Queue the continuation of the done run `parent` for `more_epochs` more epochs, as a NEW run.
+    def continuation(self, parent: str, more_epochs: int) -> tuple[RunConfig, int, int, bool]:
+        """What `continue_run(parent, more_epochs)` would queue, without queueing it: the child's config and
+        seed, the epoch it picks up from (the parent's last; 0 when the parent kept no checkpoint and the child
+        trains from epoch 1) and whether it picks up from a checkpoint. So a page can cost only the epochs the
+        child trains. Raises what continue_run raises."""
+        cfg, child_cfg, seed, _, _ = self._continuation(parent, more_epochs)
+        from_checkpoint = (self.checkpoint_dir(parent) / CHECKPOINT_FILE).is_file()
+        return child_cfg, seed, cfg.epochs if from_checkpoint else 0, from_checkpoint
 
-        The child is the parent's config and seed with `epochs = E + more_epochs` and `eval_at` = the parent's
-        test epochs (its last epoch E stays a test epoch): exactly the run key of a fresh request for that many
-        epochs scored at those epochs, which it equals. The learning rate is constant and the batch order comes
-        from the generator saved in the checkpoint, so picking up from the parent's last-epoch checkpoint
-        (copied, with the parent's weights files, into the child's folders; the trainer replays its history
-        into the store) gives exactly the numbers training E + N epochs from scratch would. A parent without
-        a checkpoint (imported from a bundle, or finished before done runs kept one) makes a child that trains
-        from epoch 1; its first E epochs repeat the parent's only on the same device and thread count, and
-        its note says so. The parent is never changed.
-
-        A child that already exists is returned with its status (done: already there; queued or running:
-        already on its way); a failed, cancelled or interrupted one is queued again and resumes from its own
-        checkpoint, else from the parent's. KeyError: unknown parent; StoreError: the parent is not done (or
-        its stored row is not a valid run); ConfigError: `more_epochs` outside 1 to LIMITS["epochs"] - E.
-        """
+    def _continuation(self, parent: str, more_epochs: int) -> tuple[RunConfig, RunConfig, int, Any, Any]:
+        """The done parent's config, its child's config, the seed and the parent's device and threads; the
+        checks of continue_run."""
         with self._connect() as db:
             row = db.execute("SELECT status, config, seed, device, threads FROM runs WHERE key=?",
                              (parent,)).fetchone()
@@ -313,6 +307,27 @@ class RunStore:
                               if most else f"run {parent}: already has the most epochs a run may have "
                                            f"({LIMITS['epochs']:,})")
         child_cfg = replace(cfg, epochs=cfg.epochs + more_epochs, eval_at=cfg.test_epochs)
+        return cfg, child_cfg, seed, device, threads
+
+    def continue_run(self, parent: str, more_epochs: int, command: str = "") -> Continuation:
+        """Queue the continuation of the done run `parent` for `more_epochs` more epochs, as a NEW run.
+
+        The child is the parent's config and seed with `epochs = E + more_epochs` and `eval_at` = the parent's
+        test epochs (its last epoch E stays a test epoch): exactly the run key of a fresh request for that many
+        epochs scored at those epochs, which it equals. The learning rate is constant and the batch order comes
+        from the generator saved in the checkpoint, so picking up from the parent's last-epoch checkpoint
+        (copied, with the parent's weights files, into the child's folders; the trainer replays its history
+        into the store) gives exactly the numbers training E + N epochs from scratch would. A parent without
+        a checkpoint (imported from a bundle, or finished before done runs kept one) makes a child that trains
+        from epoch 1; its first E epochs repeat the parent's only on the same device and thread count, and
+        its note says so. The parent is never changed.
+
+        A child that already exists is returned with its status (done: already there; queued or running:
+        already on its way); a failed, cancelled or interrupted one is queued again and resumes from its own
+        checkpoint, else from the parent's. KeyError: unknown parent; StoreError: the parent is not done (or
+        its stored row is not a valid run); ConfigError: `more_epochs` outside 1 to LIMITS["epochs"] - E.
+        """
+        cfg, child_cfg, seed, device, threads = self._continuation(parent, more_epochs)
         child = run_key(child_cfg, seed)
         parent_checkpoint = self.checkpoint_dir(parent) / CHECKPOINT_FILE
         outcome = dict(key=child, parent=parent, seed=seed, from_epoch=cfg.epochs, epochs=child_cfg.epochs)

@@ -275,17 +275,20 @@ def _recorded_seconds(path: str, keys: tuple[str, ...]) -> pd.DataFrame:
 
 
 def training_cost(missing: list[planning.Request], cache: library.CachedRuns,
-                  planned: pd.DataFrame | None = None) -> tuple[estimate.Cost, str]:
+                  planned: pd.DataFrame | None = None,
+                  done_epochs: dict[str, int] | None = None) -> tuple[estimate.Cost, str]:
     """What training `missing` costs on this machine, from the seconds per epoch recorded in the store and in
-    cached_runs/ (runs in `planned` that resume count only their remaining epochs); and the device label the
-    trainer will record. Pair with report.cost_sentence(cost, device)."""
+    cached_runs/ (runs in `planned` that resume, and runs in `done_epochs` (key -> epochs already trained),
+    count only their remaining epochs); and the device label the trainer will record. Pair with
+    report.cost_sentence(cost, device)."""
     device = estimate.device_label(training_device())
     runs = store().runs(status="done")
     secs = _recorded_seconds(str(library.store_dir()), tuple(sorted(runs["key"]))) if len(runs) else None
     tables = RunTables.concat([RunTables(runs, secs if secs is not None else RunTables.empty().epochs,
                                          RunTables.empty().tests), cache.tables])
     cost = estimate.training_cost(missing, tables.runs, tables.epochs, device, parallel=backend().concurrency,
-                                  done_epochs=planning.resumed_epochs(planned) if planned is not None else None)
+                                  done_epochs={**(planning.resumed_epochs(planned) if planned is not None else {}),
+                                               **(done_epochs or {})})
     return cost, device
 
 

@@ -12,7 +12,7 @@ import streamlit as st
 
 from adlapp import compare, library, live, report
 from adlapp.bundle import BundleError
-from adlapp.config import LIMITS, ConfigError
+from adlapp.config import LIMITS, ConfigError, run_key
 from adlapp.store import ACTIVE, CONTINUABLE, FINISHED, STATUSES, StoreError
 from pages import _common as ui
 
@@ -161,6 +161,21 @@ def do_continue(labels: dict) -> None:
         "this run kept no checkpoint (e.g. it was imported), so the new run trains again from epoch 1."))
 
 
+def continue_cost_caption(parent: str, more: int) -> None:
+    """What the continuation would train and cost: only the `more` epochs after the parent's checkpoint (all
+    of them when the parent kept none), at the seconds per epoch recorded on this machine."""
+    try:
+        child_cfg, seed, from_epoch, from_checkpoint = ui.store().continuation(parent, more)
+    except (KeyError, StoreError, ConfigError, sqlite3.Error) as e:
+        st.caption(f"Cannot continue: {e.args[0] if isinstance(e, KeyError) else e}")
+        return
+    cost, device = ui.training_cost([(child_cfg, seed)], ui.cached(),
+                                    done_epochs={run_key(child_cfg, seed): from_epoch})
+    start = (f"picks up at epoch {from_epoch} and trains epochs {from_epoch + 1}-{child_cfg.epochs}"
+             if from_checkpoint else f"trains all {child_cfg.epochs} epochs again (the run kept no checkpoint)")
+    st.caption(f"The new run {start}. {report.cost_sentence(cost, device)}", help=f"Estimated from {cost.basis}.")
+
+
 def reset_confirm() -> None:
     state["runs_delete_confirm"] = False
 
@@ -248,6 +263,8 @@ c1.selectbox("continue a done run for more epochs", list(continuable["key"]), in
                   "epochs.")
 c2.number_input("more epochs", min_value=1, max_value=LIMITS["epochs"] - 1, value=100, step=1,
                 key="runs_continue_epochs")
+if state.get("runs_continue_sel"):
+    continue_cost_caption(state["runs_continue_sel"], int(state.get("runs_continue_epochs") or 100))
 st.button(f"Continue for {int(state.get('runs_continue_epochs') or 100)} more epochs", key="runs_continue_btn",
           disabled=not state.get("runs_continue_sel"), on_click=do_continue, args=(labels,))
 show_messages("continue")

@@ -71,7 +71,10 @@ def test_a_continued_run_equals_a_fresh_longer_run_and_leaves_its_parent_alone(t
     assert checkpoint_state(store.checkpoint_dir(parent))["epoch"] == cfg.epochs      # kept, at the last epoch
     before = parent_snapshot(store, parent)
 
+    planned_cfg, _, from_epoch, from_checkpoint = store.continuation(parent, more)
+    assert (from_epoch, from_checkpoint) == (cfg.epochs, True)
     child = continue_and_train(store, parent, more)
+    assert child.key == run_key(planned_cfg, 0)
 
     longer = replace(cfg, epochs=cfg.epochs + more, eval_at=cfg.test_epochs)
     assert child.key == run_key(longer, 0) != parent
@@ -105,8 +108,11 @@ def test_a_parent_without_a_checkpoint_is_trained_again_from_epoch_one_and_says_
     assert import_bundle(store, tmp_path / "runs.zip") == [parent]          # an imported run: no checkpoint
     assert not (store.checkpoint_dir(parent) / CHECKPOINT_FILE).exists()
 
+    planned_cfg, _, from_epoch, from_checkpoint = store.continuation(parent, 1)
+    assert (planned_cfg.epochs, from_epoch, from_checkpoint) == (3, 0, False)     # costs all 3 epochs
+    assert store.runs()["key"].tolist() == [parent]                               # asking queued nothing
     child = store.continue_run(parent, 1)
-    assert child.status == "queued" and not child.from_checkpoint
+    assert child.status == "queued" and not child.from_checkpoint and child.key == run_key(planned_cfg, 0)
     assert not any(store.weights_dir(child.key).glob("*"))          # it will write weights of its own
     note = store.get(child.key)["notes"]
     assert f"continued from run {parent} at epoch 2, which kept no checkpoint" in note
@@ -244,6 +250,9 @@ def test_the_runs_page_queues_the_continuation_of_a_done_run(app_env, monkeypatc
     picker.set_value(done).run()
     at.number_input(key="runs_continue_epochs").set_value(3).run()
     assert at.button(key="runs_continue_btn").proto.label == "Continue for 3 more epochs"
+    # Costed at the 3 epochs it trains, not at the child's 5: it picks up from the parent's checkpoint.
+    assert any(c.value.startswith("The new run picks up at epoch 2 and trains epochs 3-5. Training 1 run × 3 epochs "
+                                  "takes") for c in at.caption), [c.value for c in at.caption]
     at.button(key="runs_continue_btn").click().run()
     assert not at.exception, at.exception
     child = run_key(replace(cfg, epochs=5, eval_at=(2,)), 0)
