@@ -1,7 +1,7 @@
 """Run health: flag runs that finished but did not train, so a group's mean is not read blindly.
 
 The trainer catches one failure itself: a non-finite training loss ends the run "diverged". Two more end with
-status "done" and chance-level scores. In cached_runs/course-cnn.zip, plain-Adam CNN runs reach ~0.45 validation
+status "done" and chance-level scores. In cached_runs/cnn-adam.zip, plain-Adam CNN runs reach ~0.45 validation
 accuracy and then collapse to chance (test accuracy 5/265 with 53 classes). A CNN at lr=1e6 ends "done" with a
 training loss of ~1e30 and chance accuracy. This module reads one run's per-epoch history and names what went
 wrong, with the epoch and the numbers.

@@ -54,7 +54,7 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True)
 class Source:
-    """Where runs were read from ("cached_runs/course-cnn.zip", "run store /home/me/runs") and which run keys
+    """Where runs were read from ("cached_runs/cnn-adam.zip", "run store /home/me/runs") and which run keys
     the report takes from it (a key in two sources counts for the first, as `RunTables.concat` keeps it)."""
     name: str
     keys: frozenset[str]
@@ -94,7 +94,7 @@ def _part(tables: RunTables, experiment: str) -> RunTables:
 
 
 def source_line(tables: RunTables, experiment: str, provenance: Provenance | None = None) -> str:
-    """"cached_runs/course-cnn.zip, 15 runs, n = 5 seeds per variant": where the experiment's runs are from."""
+    """"cached_runs/cnn-adam.zip, 5 runs, n = 5 seeds per variant": where the experiment's runs are from."""
     runs = cmp.runs_frame(tables, experiment)
     keys = set(runs["key"])
     where = [f"{s.name}, {report.plural(len(keys & s.keys), 'run')}"
