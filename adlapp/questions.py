@@ -218,8 +218,24 @@ def _best_metric_lines(tables: RunTables, sel: cmp.Selection) -> list[str]:
     res = cmp.analyse(tables, replace(sel, metric="test_acc_best"))
     if res.pairs.empty:
         return []
-    return ["Scored at each run's best-validation epoch instead (the weights an early stop would keep): "
+    return [f"Scored at each run's lowest-validation-loss epoch instead (the weights an early stop on validation "
+            f"loss would keep; {_best_epochs(tables, sel)}): "
             + " ".join(rep.pair_sentence(r) for r in res.pairs.to_dict("records"))]
+
+
+def _best_epochs(tables: RunTables, sel: cmp.Selection) -> str:
+    """'median epoch chosen: BN + Adam 15 (11-25), Adam 7 (5-9)': where each variant's runs stopped. An early
+    epoch says validation loss rose while accuracy still improved (over-confident predictions), so these
+    weights may score far below the last epoch's."""
+    runs = _finished(tables, sel.experiment)
+    parts = []
+    for name in sel.variants:
+        keys = set(runs.loc[runs["variant"] == name, "key"])
+        t = tables.tests
+        chosen = t.loc[(t["name"] == "best_epoch") & t["epoch"].isin(sel.epochs) & t["key"].isin(keys), "value"]
+        if len(chosen):
+            parts.append(f"{display_name(name)} {chosen.median():g} ({chosen.min():g}-{chosen.max():g})")
+    return "median epoch chosen (range): " + ", ".join(parts) if parts else "no epochs recorded"
 
 
 # -- sgd-tuned: the lr sweep ----------------------------------------------------------------------------------

@@ -136,7 +136,7 @@ st.info("**These runs were trained on data generated in code**, not on the publi
         "Where the report has a number for the same cell, it is shown beside ours and labelled as the report's.")
 if not tables.tests["name"].isin([m for exp in ("cnn", "unet") for m in best_metrics(exp)]).any():
     st.caption("Not recorded in these runs: the test scores at the best-validation epoch (the weights with the "
-               "lowest validation loss). The shipped runs predate them; runs trained now record them, and the "
+               "lowest validation loss). These runs predate them; runs trained now record them, and the "
                "scores here are all at the last epoch of each budget.")
 c1, c2, c3, c4 = st.columns(4)
 log_x = c1.checkbox("log-scale epochs", value=True, key="home_log_x", **ui.KEEP)

@@ -234,6 +234,14 @@ def test_bn_sgd_answer_is_welch_with_holm_over_its_two_pairs(study):
         assert f"adjusted {questions.rep.p_value(adjusted[i])}" in line, (line, adjusted)
     assert "with Adam BN changes test accuracy at epoch 2" in ans.headline
     assert "with SGD BN changes" in ans.headline
+    # The early-stop line names its criterion and, per variant, the epochs it chose (median and range).
+    (best,) = [line for line in ans.lines if line.startswith("Scored at each run's lowest-validation-loss epoch")]
+    tests = t.tests[(t.tests["name"] == "best_epoch") & (t.tests["epoch"] == 2)]
+    for name, shown in (("cnn/bn-adam", "(range): BN + Adam"), ("cnn/sgd", ", SGD")):
+        keys = set(t.runs.loc[t.runs["variant"] == name, "key"])
+        chosen = tests.loc[tests["key"].isin(keys), "value"]
+        assert len(chosen) == 3
+        assert f"{shown} {chosen.median():g} ({chosen.min():g}-{chosen.max():g})" in best
 
 
 def test_bn_where_compares_each_placement_with_the_course_one(study):
