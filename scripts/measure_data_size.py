@@ -1,7 +1,7 @@
 """Does a larger built-in card set change the CNN's answers, and what does it cost per epoch?
 
     python scripts/measure_data_size.py queue  --store DIR [--sizes 60] [--seeds 3]
-    python scripts/measure_data_size.py report --store DIR [--cached cached_runs] [--sizes 20 60]
+    python scripts/measure_data_size.py report --store DIR [--cached cached_runs] [--sizes 20 60] [--seeds 3]
 
 The built-in cards train on 20 images per class (1,060 images), about 7x fewer than the public card set the
 course used, and both experiments overfit on them. This script measures whether the report's CNN answers hold on
@@ -70,12 +70,15 @@ def _final_scores(tables: RunTables, cfg: RunConfig, seeds: range) -> tuple[list
     return tests["value"].tolist(), seconds.tolist()
 
 
-def report(tables: RunTables, sizes: list[int]) -> None:
+def report(tables: RunTables, sizes: list[int], seeds: int | None = None) -> None:
+    """Per size: seconds per epoch, test accuracy per variant and the four contrasts (Welch, Holm over the
+    contrasts of that size). `seeds`: read only seeds 0..seeds-1, so that sizes with different numbers of
+    seeds can be compared at equal n (a p-value depends on n as much as on the effect)."""
     for per_class in sizes:
         configs = {name: config_at(name, per_class) for name in VARIANTS}
         scores, seconds = {}, []
         for name, cfg in configs.items():
-            scores[name], secs = _final_scores(tables, cfg, range(100))
+            scores[name], secs = _final_scores(tables, cfg, range(seeds if seeds is not None else 10_000))
             seconds += secs
         n_images = per_class * CARD_CLASSES
         epochs = configs["cnn/adam"].epochs
@@ -83,7 +86,10 @@ def report(tables: RunTables, sizes: list[int]) -> None:
         print(f"\n### {per_class} cards a class ({n_images:,} training images), {epochs} epochs; {median}\n")
         print("| variant | test acc: mean ± sd (n) |\n|---|---|")
         for name, values in scores.items():
-            s = stats.summarize(values) if values else {"mean": float("nan"), "sd": float("nan"), "n": 0}
+            if not values:
+                print(f"| {name} | no finished runs yet |")
+                continue
+            s = stats.summarize(values)
             print(f"| {name} | {s['mean']:.4f} ± {s['sd']:.4f} ({s['n']}) |")
         rows = [(label, stats.compare(scores[a], scores[b], names=(a, b))) for a, b, label in CONTRASTS
                 if len(scores[a]) >= 2 and len(scores[b]) >= 2]
@@ -104,15 +110,16 @@ def main() -> int:
     p.add_argument("action", choices=("queue", "report"))
     p.add_argument("--store", required=True, help="run store directory")
     p.add_argument("--sizes", type=int, nargs="+", help="training images per class (queue: 60; report: 20 60)")
-    p.add_argument("--seeds", type=int, default=3, help="queue: seeds 0..N-1 per variant and size (default 3)")
+    p.add_argument("--seeds", type=int, help="queue: seeds 0..N-1 per variant and size (default 3); report: read "
+                                          "only seeds 0..N-1 (default: every seed), to compare sizes at equal n")
     p.add_argument("--cached", default="cached_runs", help="report: the shipped bundles (the 20-a-class runs)")
     args = p.parse_args()
     store = RunStore(args.store)
     if args.action == "queue":
-        queue(store, args.sizes or [60], args.seeds)
+        queue(store, args.sizes or [60], args.seeds or 3)
     else:
         tables = RunTables.concat([store.tables(experiment="cnn"), load_cached(args.cached).tables])
-        report(tables, args.sizes or [20, 60])
+        report(tables, args.sizes or [20, 60], args.seeds)
     return 0
 
 
