@@ -392,17 +392,24 @@ def _budgets_answer(q: Question, tables: RunTables) -> Answer:
     table = pd.DataFrame(rows)
     if table.empty:
         return Answer(q, "no data", "No U-Net runs scored at two budgets yet.", missing=missing)
-    have = set(table["protocol"])
-    if have != set(PROTOCOLS):
-        return Answer(q, "partial", "Only the " + ", ".join(sorted(have)) + " protocol has runs so far; the "
-                      "separate-runs protocol needs its own shorter runs (queue them below).",
-                      tuple(lines), table, missing)
-    width = table.groupby("protocol")["CI width"].mean()
-    ratio = (table.loc[table["protocol"] == "separate", "epochs trained"].sum()
-             / table.loc[table["protocol"] == "shared", "epochs trained"].sum())
+    # Compare the protocols only on variants that have both: a variant with shared runs alone would otherwise
+    # weigh on one side of the widths and the cost ratio.
+    both = table[table.groupby("variant")["protocol"].transform("nunique") == len(PROTOCOLS)]
+    if both.empty:
+        have = ", ".join(sorted(set(table["protocol"])))
+        return Answer(q, "partial", f"Only the {have} protocol has runs so far for each variant; the other "
+                      "protocol needs its own runs (queue them below).", tuple(lines), table, missing)
+    width = both.groupby("protocol")["CI width"].mean()
+    ratio = (both.loc[both["protocol"] == "separate", "epochs trained"].sum()
+             / both.loc[both["protocol"] == "shared", "epochs trained"].sum())
+    variants = list(dict.fromkeys(both["variant"]))
+    compared = "" if len(variants) == table["variant"].nunique() else f" (on {', '.join(variants)}, the variant(s) " \
+        "with both so far)"
     headline = (f"One run per seed tested at each budget pairs the budgets by seed: its CI of Δ is "
-                f"{rep.number(width['shared'], 4)} wide on average, against {rep.number(width['separate'], 4)} for "
-                f"separate runs per budget, which cost {ratio:.1f}× the epochs. Separate runs answer a slightly "
-                "different question: how independently trained models of each budget differ, initialisation "
-                "noise included, which the paired design cancels.")
+                f"{rep.number(width['shared'], 4)} wide on average, "
+                f"{'narrower' if width['shared'] < width['separate'] else 'not narrower'} than the "
+                f"{rep.number(width['separate'], 4)} of separate runs per budget, which cost {ratio:.1f}× the epochs"
+                f"{compared}. Separate runs answer a slightly different question: how independently trained models "
+                "of each budget differ, initialisation noise included. Pairing cancels that noise only as far as "
+                "a seed's scores at the two budgets move together.")
     return Answer(q, _status(missing), headline, tuple(lines), table, missing)

@@ -286,6 +286,11 @@ def test_budgets_answer_pairs_shared_runs_and_not_separate_ones(study):
     assert separate["p"] == pytest.approx(sps.ttest_ind(list(short.values()), list(b.values()), equal_var=False).pvalue)
     assert separate["epochs trained"] == 3 * (1 + 2 + 3) and shared["epochs trained"] == 3 * 3
     assert "separate runs per budget" in ans.headline
+    # Nearest has shared runs only here: the protocols are compared on Normal alone, cost 18 vs 9 epochs.
+    assert "which cost 2.0× the epochs (on Normal, the variant(s) with both so far)" in ans.headline
+    narrower = shared["CI width"] < separate["CI width"]
+    assert (f"{'narrower' if narrower else 'not narrower'} than the {questions.rep.number(separate['CI width'], 4)}"
+            in ans.headline)
 
 
 def test_course_tables_leave_question_runs_out_of_the_course_figures(study):
