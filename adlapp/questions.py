@@ -224,7 +224,7 @@ def _best_metric_lines(tables: RunTables, sel: cmp.Selection) -> list[str]:
 
 
 def _best_epochs(tables: RunTables, sel: cmp.Selection) -> str:
-    """'median epoch chosen: BN + Adam 15 (11-25), Adam 7 (5-9)': where each variant's runs stopped. An early
+    """'median epoch chosen (range): BN + Adam 15 (11-25), Adam 7 (5-9)': where each variant's runs stopped. An early
     epoch says validation loss rose while accuracy still improved (over-confident predictions), so these
     weights may score far below the last epoch's."""
     runs = _finished(tables, sel.experiment)
