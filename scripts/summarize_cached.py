@@ -5,7 +5,8 @@
 
 `--readme` keeps README.md up to "## State of the regeneration" and the paragraphs under its table as they are,
 rewrites the table from scripts/make_cached_runs.py's pieces (shipped: its bundle exists) and replaces everything
-from "## Per bundle" on with the summary. Run it after each piece lands. Reads the bundles without torch.
+from "## Headline" (or "## Per bundle") on with the headline table over all bundles and the per-bundle summary.
+Run it after each piece lands. Reads the bundles without torch.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def write_readme(folder: str = "cached_runs") -> None:
 
     path = Path(folder) / "README.md"
     text = path.read_text()
-    state, per_bundle = text.index("## State of the regeneration"), text.index("## Per bundle")
+    state = text.index("## State of the regeneration")
+    per_bundle = text.index("## Headline") if "## Headline" in text else text.index("## Per bundle")
     notes = [line for line in text[state:per_bundle].splitlines()[1:] if not line.startswith("|")]
     table = ["| piece | runs | state |", "|---|---|---|"] + [
         f"| {p.name} ({p.question}) | {len(p.runs)} | "
@@ -42,8 +44,36 @@ def write_readme(folder: str = "cached_runs") -> None:
     while notes and not notes[0].strip():
         notes.pop(0)
     body = "\n".join(["## State of the regeneration", "", *table, "", *notes]).rstrip() + "\n\n"
-    path.write_text(text[:state] + body + "## Per bundle\n\n" + "\n".join(summary(folder)).rstrip() + "\n")
+    bundles, _ = read_bundle_dir(folder)
+    path.write_text(text[:state] + body + "\n".join(headline(bundles)) + "\n\n## Per bundle\n\n"
+                    + "\n".join(summary(folder)).rstrip() + "\n")
     print(f"wrote {path}")
+
+
+def headline(bundles: list) -> list[str]:
+    """One table over every shipped run: per variant, run length and test epoch, the test score mean ± sd
+    (ddof 1) and n, for CNN accuracy and U-Net pixel accuracy and F1. Runs of other lengths (the separate-budget
+    runs) are rows of their own, never pooled with the shared 1000-epoch runs."""
+    frames = [(b.tables.runs[b.tables.runs["status"].isin(["done", "diverged"])], b.tables.tests) for b in bundles]
+    out = ["## Headline", "",
+           "Every shipped run, at each test epoch. Mean ± sd over seeds (sd with ddof 1), n = seeds. "
+           "Diverged runs count (they are results); the Compare page flags collapsed ones.", "",
+           "| variant | runs of | test epoch | n | test accuracy (CNN) or pixel accuracy (U-Net) | test F1 (U-Net) |",
+           "|---|---|---|---|---|---|"]
+    rows: dict[tuple, dict[str, list[float]]] = {}
+    for runs, tests in frames:
+        merged = tests.merge(runs[["key", "experiment", "variant", "epochs"]], on="key")
+        for r in merged.itertuples():
+            if r.name in ("acc", "pixel_acc", "f1"):
+                group = rows.setdefault((r.experiment, r.variant, int(r.epochs), int(r.epoch)), {})
+                group.setdefault(r.name, []).append(float(r.value))
+    for (exp, variant, epochs, epoch), values in sorted(rows.items()):
+        main_scores = values.get(TEST_METRIC[exp], [])
+        s = stats.summarize(main_scores)
+        f1 = stats.summarize(values["f1"]) if "f1" in values else None
+        out.append(f"| {variant} | {epochs} | {epoch} | {s['n']} | {s['mean']:.4f} ± {s['sd']:.4f} | "
+                   + (f"{f1['mean']:.4f} ± {f1['sd']:.4f} |" if f1 else "– |"))
+    return out
 
 
 def summary(folder: str = "cached_runs") -> list[str]:

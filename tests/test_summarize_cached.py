@@ -1,0 +1,48 @@
+"""scripts/summarize_cached.py's headline table over the shipped bundles, recomputed here with pandas alone."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from adlapp.bundle import read_bundle_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHED = ROOT / "cached_runs"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("summarize_cached", ROOT / "scripts" / "summarize_cached.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_headline_has_one_row_per_variant_length_and_test_epoch_with_ddof1_sd():
+    bundles, errors = read_bundle_dir(CACHED)
+    assert bundles and not errors
+    lines = _script().headline(bundles)
+    rows = [line for line in lines if line.startswith("| cnn/") or line.startswith("| unet/")]
+
+    runs = pd.concat([b.tables.runs for b in bundles])
+    tests = pd.concat([b.tables.tests for b in bundles]).merge(runs[["key", "experiment", "variant", "epochs"]])
+    main = {"cnn": "acc", "unet": "pixel_acc"}
+    expected = []
+    for (exp, variant, epochs, epoch), g in tests.groupby(["experiment", "variant", "epochs", "epoch"]):
+        score = g.loc[g["name"] == main[exp], "value"]
+        f1 = g.loc[g["name"] == "f1", "value"]
+        expected.append(f"| {variant} | {epochs} | {epoch} | {len(score)} | "
+                        f"{score.mean():.4f} ± {score.std(ddof=1):.4f} | "
+                        + (f"{f1.mean():.4f} ± {f1.std(ddof=1):.4f} |" if len(f1) else "– |"))
+    assert rows == expected
+    # The separate-budget runs are rows of their own, never pooled with the shared 1000-epoch runs.
+    separate = (CACHED / "unet-normal-separate.zip").exists()
+    assert any(row.startswith("| unet/normal | 200 | 200 |") for row in rows) == separate
+    assert any(row.startswith("| unet/normal | 1000 | 200 |") for row in rows)
+
+
+def test_the_readme_holds_the_current_headline():
+    bundles, _ = read_bundle_dir(CACHED)
+    text = (CACHED / "README.md").read_text()
+    assert "\n".join(_script().headline(bundles)) in text, "run python scripts/summarize_cached.py --readme"
