@@ -227,12 +227,12 @@ def _best_epochs(tables: RunTables, sel: cmp.Selection) -> str:
     """'median epoch chosen (range): BN + Adam 15 (11-25), Adam 7 (5-9)': where each variant's runs stopped. An early
     epoch says validation loss rose while accuracy still improved (over-confident predictions), so these
     weights may score far below the last epoch's."""
-    runs = _finished(tables, sel.experiment)
+    runs, t = _finished(tables, sel.experiment), tables.tests
+    chosen_rows = t[(t["name"] == "best_epoch") & t["epoch"].isin(sel.epochs)]
     parts = []
     for name in sel.variants:
         keys = set(runs.loc[runs["variant"] == name, "key"])
-        t = tables.tests
-        chosen = t.loc[(t["name"] == "best_epoch") & t["epoch"].isin(sel.epochs) & t["key"].isin(keys), "value"]
+        chosen = chosen_rows.loc[chosen_rows["key"].isin(keys), "value"]
         if len(chosen):
             parts.append(f"{display_name(name)} {chosen.median():g} ({chosen.min():g}-{chosen.max():g})")
     return "median epoch chosen (range): " + ", ".join(parts) if parts else "no epochs recorded"
@@ -403,8 +403,8 @@ def _budgets_answer(q: Question, tables: RunTables) -> Answer:
     ratio = (both.loc[both["protocol"] == "separate", "epochs trained"].sum()
              / both.loc[both["protocol"] == "shared", "epochs trained"].sum())
     variants = list(dict.fromkeys(both["variant"]))
-    compared = "" if len(variants) == table["variant"].nunique() else f" (on {', '.join(variants)}, the variant(s) " \
-        "with both so far)"
+    compared = ("" if len(variants) == table["variant"].nunique()
+                else f" (on {', '.join(variants)}, the variant(s) with both so far)")
     headline = (f"One run per seed tested at each budget pairs the budgets by seed: its CI of Δ is "
                 f"{rep.number(width['shared'], 4)} wide on average, "
                 f"{'narrower' if width['shared'] < width['separate'] else 'not narrower'} than the "

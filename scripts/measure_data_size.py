@@ -60,9 +60,11 @@ def queue(store: RunStore, sizes: list[int], seeds: int) -> None:
     print(f"{len(keys)} runs asked for in {store.root}")
 
 
-def _final_scores(tables: RunTables, cfg: RunConfig, seeds: range) -> tuple[list[float], list[float]]:
-    """(test acc at the last epoch, seconds per epoch) of the done runs of `cfg` and these seeds."""
-    keys = {run_key(cfg, s) for s in seeds}
+def _final_scores(tables: RunTables, cfg: RunConfig, seeds: int | None) -> tuple[list[float], list[float]]:
+    """(test acc at the last epoch, seconds per epoch) of the done runs of `cfg`: every seed the tables hold,
+    or seeds 0..seeds-1."""
+    held = {int(s) for s in tables.runs["seed"]}
+    keys = {run_key(cfg, s) for s in held if seeds is None or s < seeds}
     done = tables.runs[tables.runs["key"].isin(keys) & (tables.runs["status"] == "done")]["key"]
     tests = tables.tests[tables.tests["key"].isin(done) & (tables.tests["name"] == "acc")
                          & (tables.tests["epoch"] == cfg.epochs)].drop_duplicates("key")
@@ -78,7 +80,7 @@ def report(tables: RunTables, sizes: list[int], seeds: int | None = None) -> Non
         configs = {name: config_at(name, per_class) for name in VARIANTS}
         scores, seconds = {}, []
         for name, cfg in configs.items():
-            scores[name], secs = _final_scores(tables, cfg, range(seeds if seeds is not None else 10_000))
+            scores[name], secs = _final_scores(tables, cfg, seeds)
             seconds += secs
         n_images = per_class * CARD_CLASSES
         epochs = configs["cnn/adam"].epochs

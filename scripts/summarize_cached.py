@@ -17,8 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a plain 
 
 import json
 
+import pandas as pd
+
 from adlapp import stats
 from adlapp.bundle import read_bundle_dir
+from adlapp.store import FINISHED
 
 TEST_METRIC = {"cnn": "acc", "unet": "pixel_acc"}
 
@@ -44,9 +47,9 @@ def write_readme(folder: str = "cached_runs") -> None:
     while notes and not notes[0].strip():
         notes.pop(0)
     body = "\n".join(["## State of the regeneration", "", *table, "", *notes]).rstrip() + "\n\n"
-    bundles, _ = read_bundle_dir(folder)
+    bundles, errors = read_bundle_dir(folder)
     path.write_text(text[:state] + body + "\n".join(headline(bundles)) + "\n\n## Per bundle\n\n"
-                    + "\n".join(summary(folder)).rstrip() + "\n")
+                    + "\n".join(summary_of(bundles, errors)).rstrip() + "\n")
     print(f"wrote {path}")
 
 
@@ -54,32 +57,33 @@ def headline(bundles: list) -> list[str]:
     """One table over every shipped run: per variant, run length and test epoch, the test score mean ± sd
     (ddof 1) and n, for CNN accuracy and U-Net pixel accuracy and F1. Runs of other lengths (the separate-budget
     runs) are rows of their own, never pooled with the shared 1000-epoch runs."""
-    frames = [(b.tables.runs[b.tables.runs["status"].isin(["done", "diverged"])], b.tables.tests) for b in bundles]
     out = ["## Headline", "",
            "Every shipped run, at each test epoch. Mean ± sd over seeds (sd with ddof 1), n = seeds. "
            "Diverged runs count (they are results); the Compare page flags collapsed ones.", "",
            "| variant | runs of | test epoch | n | test accuracy (CNN) or pixel accuracy (U-Net) | test F1 (U-Net) |",
            "|---|---|---|---|---|---|"]
-    rows: dict[tuple, dict[str, list[float]]] = {}
-    for runs, tests in frames:
-        merged = tests.merge(runs[["key", "experiment", "variant", "epochs"]], on="key")
-        for r in merged.itertuples():
-            if r.name in ("acc", "pixel_acc", "f1"):
-                group = rows.setdefault((r.experiment, r.variant, int(r.epochs), int(r.epoch)), {})
-                group.setdefault(r.name, []).append(float(r.value))
-    for (exp, variant, epochs, epoch), values in sorted(rows.items()):
-        main_scores = values.get(TEST_METRIC[exp], [])
-        s = stats.summarize(main_scores)
-        f1 = stats.summarize(values["f1"]) if "f1" in values else None
-        out.append(f"| {variant} | {epochs} | {epoch} | {s['n']} | {s['mean']:.4f} ± {s['sd']:.4f} | "
-                   + (f"{f1['mean']:.4f} ± {f1['sd']:.4f} |" if f1 else "– |"))
+    if not bundles:
+        return out
+    runs = pd.concat([b.tables.runs for b in bundles])
+    tests = pd.concat([b.tables.tests for b in bundles])
+    finished = runs.loc[runs["status"].isin(FINISHED), ["key", "experiment", "variant", "epochs"]]
+    for (exp, variant, epochs, epoch), g in tests.merge(finished, on="key").groupby(
+            ["experiment", "variant", "epochs", "epoch"]):
+        s = stats.summarize(g.loc[g["name"] == TEST_METRIC[exp], "value"].to_numpy())
+        f1 = g.loc[g["name"] == "f1", "value"].to_numpy()
+        f1_cell = "–" if not len(f1) else "{mean:.4f} ± {sd:.4f}".format(**stats.summarize(f1))
+        out.append(f"| {variant} | {epochs} | {epoch} | {s['n']} | {s['mean']:.4f} ± {s['sd']:.4f} | {f1_cell} |")
     return out
 
 
 def summary(folder: str = "cached_runs") -> list[str]:
+    return summary_of(*read_bundle_dir(folder))
+
+
+def summary_of(bundles: list, errors: list) -> list[str]:
+    """The per-bundle part: provenance, compute and the test score of each variant, bundle by bundle."""
     out: list[str] = []
     emit = out.append
-    bundles, errors = read_bundle_dir(folder)
     for err in errors:
         emit(f"- unreadable: {err}")
     for b in bundles:

@@ -6,11 +6,13 @@ bundles point $ADLAPP_CACHED_RUNS at the folder; the app itself never imports to
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import replace
@@ -23,6 +25,16 @@ from adlapp.config import VARIANTS, RunConfig, variant
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SEEDS = (0, 1)
+
+
+def load_script(name: str):
+    """scripts/NAME.py as a module (the scripts are not a package). Registered in sys.modules first: dataclasses
+    look their module up while the class is built."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny(name: str) -> RunConfig:

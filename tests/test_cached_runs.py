@@ -4,13 +4,13 @@ The study is made in pieces (scripts/make_cached_runs.py: one bundle per variant
 when its runs finish). Each bundle is checked against the script's definition of its piece: exactly its runs,
 with best-validation rows and the weights of its first seed.
 """
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 from adlapp.bundle import read_bundle
 from adlapp.config import config_from_dict, run_key
@@ -27,15 +27,7 @@ BEST = {"cnn": {"best_acc", "best_loss", "best_epoch"},
 MAX_TOTAL_BYTES = 24 * 2 ** 20
 
 
-def _pieces() -> dict:
-    spec = importlib.util.spec_from_file_location("make_cached_runs", ROOT / "scripts" / "make_cached_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module               # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return {p.name: p for p in module.PIECES}
-
-
-PIECES = _pieces()
+PIECES = {p.name: p for p in load_script("make_cached_runs").PIECES}
 BUNDLES = sorted(p.name for p in CACHED.glob("*.zip"))
 
 

@@ -77,10 +77,6 @@ def test_a_small_chart_renders_with_its_caption_wrapped_into_lines():
         exports.render(chart, "T", formats=("gif",))
 
 
-def v_index(t: pd.DataFrame, r: dict) -> pd.Series:
-    return (t["variant"] == r["variant"]) & (t["epoch"] == r["epoch"]) & (t["name"] == r["metric"])
-
-
 def test_the_test_summary_csv_has_numbers_that_round_trip_and_match_numpy(study):
     tables, _ = study
     df = exports.test_summary_table(tables)
@@ -93,10 +89,11 @@ def test_the_test_summary_csv_has_numbers_that_round_trip_and_match_numpy(study)
     runs = tables.runs.set_index("key")
     t = tables.tests.assign(variant=tables.tests["key"].map(runs["variant"]))
     for r in back.to_dict("records"):
-        v = t.loc[v_index(t, r), "value"].astype(float).to_numpy()
+        rows = t[(t["variant"] == r["variant"]) & (t["epoch"] == r["epoch"]) & (t["name"] == r["metric"])]
+        v = rows["value"].astype(float).to_numpy()
         # 5 seeds per variant; 10 at the U-Net's 200 and 400 where the separate-budget runs (seeds 1000+,
         # 2000+) join the shared runs' scores at that epoch: the same training, so one series (compare.py).
-        assert r["n"] == len(v) == len(set(t.loc[v_index(t, r), "key"])) and len(v) in (5, 10)
+        assert r["n"] == len(v) == rows["key"].nunique() and len(v) in (5, 10)
         assert r["mean"] == pytest.approx(np.mean(v), rel=1e-12)
         assert r["sd"] == pytest.approx(np.std(v, ddof=1), rel=1e-12)
         assert (r["min"], r["max"]) == (v.min(), v.max())

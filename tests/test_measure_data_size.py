@@ -3,31 +3,18 @@ Welch's t with Holm over the four contrasts (checked against scipy and statsmode
 
 The report only reads stored numbers, so the runs here are written into a real store through its own API (the
 full-size runs take minutes each; training is tested elsewhere)."""
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats as sps
+from conftest import load_script
 from statsmodels.stats.multitest import multipletests
 
 from adlapp.config import CARD_CLASSES, batches_per_epoch, run_key, variant
 from adlapp.store import RunStore
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("measure_data_size", ROOT / "scripts" / "measure_data_size.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-mds = _script()
+mds = load_script("measure_data_size")
 
 
 @pytest.mark.parametrize("per_class", [20, 60, 144])

@@ -1,28 +1,19 @@
 """scripts/summarize_cached.py's headline table over the shipped bundles, recomputed here with pandas alone."""
-import importlib.util
-import sys
-from pathlib import Path
-
 import pandas as pd
+from conftest import ROOT, load_script
 
 from adlapp.bundle import read_bundle_dir
 
-ROOT = Path(__file__).resolve().parents[1]
 CACHED = ROOT / "cached_runs"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("summarize_cached", ROOT / "scripts" / "summarize_cached.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+summarize_cached = load_script("summarize_cached")
 
 
 def test_the_headline_has_one_row_per_variant_length_and_test_epoch_with_ddof1_sd():
     bundles, errors = read_bundle_dir(CACHED)
     assert bundles and not errors
-    lines = _script().headline(bundles)
+    lines = summarize_cached.headline(bundles)
     rows = [line for line in lines if line.startswith("| cnn/") or line.startswith("| unet/")]
 
     runs = pd.concat([b.tables.runs for b in bundles])
@@ -45,4 +36,4 @@ def test_the_headline_has_one_row_per_variant_length_and_test_epoch_with_ddof1_s
 def test_the_readme_holds_the_current_headline():
     bundles, _ = read_bundle_dir(CACHED)
     text = (CACHED / "README.md").read_text()
-    assert "\n".join(_script().headline(bundles)) in text, "run python scripts/summarize_cached.py --readme"
+    assert "\n".join(summarize_cached.headline(bundles)) in text, "run python scripts/summarize_cached.py --readme"
