@@ -370,9 +370,16 @@ def _grid(page, index: int = 0) -> list[dict]:
 
 
 def _wait_grid(page, index: int, ok, what: str, timeout_s: float = 10.0) -> list[dict]:
-    """_grid's rows once ok(rows) holds: the accessibility table can trail the canvas by a moment."""
+    """_grid's rows once ok(rows) holds: the accessibility table can trail the canvas by a moment, and while
+    it fills a row may still lack some of its cells (a KeyError or a half-read number in ok means "not yet")."""
+    def holds(rows: list[dict]) -> bool:
+        try:
+            return bool(ok(rows))
+        except (KeyError, ValueError):
+            return False
+
     deadline = time.monotonic() + timeout_s
-    while not ok(rows := _grid(page, index)):
+    while not holds(rows := _grid(page, index)):
         assert time.monotonic() < deadline, f"{what}: {rows}"
         page.wait_for_timeout(250)
     return rows
