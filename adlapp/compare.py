@@ -53,7 +53,7 @@ __all__ = [
     "runs_frame", "test_summary", "options", "Selection", "Preset", "PRESETS", "default_preset", "resolve",
     "restrict", "Group", "Gap", "extract_groups", "run_health", "series_health", "chance_levels", "baselines",
     "family_of", "pairing", "BUDGET_RULES", "has_budget_protocols", "course_tables", "batches_per_epoch",
-    "Comparison", "compare_groups", "analyse", "SeedSpread", "seed_spread", "overfitting",
+    "Comparison", "compare_groups", "analyse", "SeedSpread", "SPREAD_RUNS", "seed_spread", "overfitting",
     "PowerPlan", "power_plan", "SeedPlan", "missing_seeds", "seed_requests", "CurveTest", "curve_test",
     "Finding", "READING", "course_study",
 ]
@@ -841,20 +841,38 @@ class SeedSpread:
     accuracy less dependent on the seed at higher epochs?") asked of these runs.
 
     table: series, variant, order, epoch, n, sd (ddof=1), lo, hi — one row per group.
-    tests: series, variant, epochs, brown_forsythe_p, levene_p, note — one row per series with at least two
-    evaluation epochs. The groups of one series are the same runs scored at several epochs, not independent
-    samples as Levene's test assumes: read its p as a description of how much the spread changes."""
+    tests: series, variant, epochs, runs, brown_forsythe_p, levene_p, note — one row per series with at least
+    two evaluation epochs. `runs` says how the groups of a series relate (SPREAD_RUNS): "same" when every
+    budget scores the same runs (shared protocol: not independent samples as Levene's test assumes, so read
+    its p as a description of how much the spread changes), "separate" when no run scores two budgets (the
+    test's assumption holds), "mixed" when some runs score several budgets and others one (protocol "all"
+    with separate-budget runs beside shared ones).
+    protocol: the BUDGET_RULES entry the groups were scored under."""
     table: pd.DataFrame
     tests: pd.DataFrame
     metric: Metric
+    protocol: str = "all"
+
+
+SPREAD_RUNS: tuple[str, ...] = ("same", "separate", "mixed")
+
+
+def _runs_relation(groups: Sequence[Group]) -> str:
+    """SPREAD_RUNS for the groups of one series: do the budgets score the same runs, disjoint runs, or both?"""
+    keys = [set(g.keys) for g in groups]
+    if all(k == keys[0] for k in keys):
+        return "same"
+    total = sum(len(k) for k in keys)
+    return "separate" if len(set().union(*keys)) == total else "mixed"
 
 
 def seed_spread(tables: RunTables, experiment: str, variants: Sequence[str], metric_: Metric | str,
-                exclude_flagged: bool = False) -> SeedSpread:
-    """`SeedSpread` of the test metric `metric_` at every evaluation epoch the runs have."""
+                exclude_flagged: bool = False, protocol: str = "all") -> SeedSpread:
+    """`SeedSpread` of the test metric `metric_` at every evaluation epoch the runs have, each budget scored
+    by the runs `protocol` (BUDGET_RULES) chooses: the page's choice, so that its n are the page's n."""
     m = _metric(metric_)
     opts = options(tables).get(experiment, {"epochs": []})
-    groups, _ = extract_groups(tables, experiment, variants, opts["epochs"], m, exclude_flagged)
+    groups, _ = extract_groups(tables, experiment, variants, opts["epochs"], m, exclude_flagged, protocol)
     order = {s: i for i, s in enumerate(dict.fromkeys(g.training for g in groups))}    # groups: display order
     table = pd.DataFrame([{"series": g.training, "variant": g.variant, "order": order[g.training],
                            "epoch": g.epoch, "n": g.n, "sd": stats.summarize(g.values)["sd"],
@@ -868,10 +886,10 @@ def seed_spread(tables: RunTables, experiment: str, variants: Sequence[str], met
             continue
         res = stats.spread_test([g.values for g in mine])
         tests.append({"series": series, "variant": mine[0].variant, "epochs": tuple(g.epoch for g in mine),
-                      "brown_forsythe_p": res["brown_forsythe_p"], "levene_p": res["levene_p"],
-                      "note": res.get("note", "")})
-    return SeedSpread(table, pd.DataFrame(tests, columns=["series", "variant", "epochs", "brown_forsythe_p",
-                                                           "levene_p", "note"]), m)
+                      "runs": _runs_relation(mine), "brown_forsythe_p": res["brown_forsythe_p"],
+                      "levene_p": res["levene_p"], "note": res.get("note", "")})
+    return SeedSpread(table, pd.DataFrame(tests, columns=["series", "variant", "epochs", "runs", "brown_forsythe_p",
+                                                           "levene_p", "note"]), m, protocol)
 
 
 # -- overfitting: where the mean validation loss turns ----------------------------------------------------------

@@ -591,25 +591,40 @@ def baseline_labels(baselines: dict[str, float]) -> dict[str, float]:
     return {f"{name} {number(value, 3)}": value for name, value in baselines.items()}
 
 
+SPREAD_RUNS_WORDS = {
+    "same": "the budgets being the same runs scored again (not independent groups, as the test assumes), these "
+            "are descriptions, not tests",
+    "separate": "each budget here being its own runs (independent groups, as the test assumes), a large p is "
+                "still no evidence of equal spread: the test has little power",
+    "mixed": "some budgets pooling runs trained only to that budget with longer runs scored there (neither the "
+             "same runs nor independent groups), these are descriptions, not tests; scoring the budgets by one "
+             "protocol gives a cleaner reading",
+}
+
+
 def spread_lines(spread: cmp.SeedSpread) -> list[str]:
-    """Per series: the sd across seeds at the first and the last budget (ratio), with Brown-Forsythe's p
-    said as a description (the budgets are the same runs); then the course report's question answered for
-    these runs: in how many series the spread is smaller at the last budget than at the first."""
+    """Per series: the sd across seeds at the first and the last budget (ratio), the n behind each, with
+    Brown-Forsythe's p; then the course report's question answered for these runs: in how many series the
+    spread is smaller at the last budget than at the first, and how far the test can be read, from how the
+    budgets' runs relate (`SeedSpread.tests.runs`: the same runs, separate runs, or both)."""
     out, smaller = [], 0
     for t in spread.tests.to_dict("records"):
         rows = spread.table[spread.table["series"] == t["series"]].sort_values("epoch")
         first, last = rows.iloc[0], rows.iloc[-1]
         ratio = last["sd"] / first["sd"] if first["sd"] > 0 else math.nan
         smaller += bool(ratio < 1)
+        n = (f"n = {int(last['n'])}" if first["n"] == last["n"]
+             else f"n = {int(first['n'])} then {int(last['n'])}")
         out.append(f"{t['series']}: sd {number(first['sd'], 4)} after epoch {int(first['epoch'])}, "
-                   f"{number(last['sd'], 4)} after epoch {int(last['epoch'])} (×{number(ratio, 2)}; n = "
-                   f"{int(last['n'])}; Brown-Forsythe {p_clause(t['brown_forsythe_p'])})")
+                   f"{number(last['sd'], 4)} after epoch {int(last['epoch'])} (×{number(ratio, 2)}; {n}; "
+                   f"Brown-Forsythe {p_clause(t['brown_forsythe_p'])})")
     if not out:
         return []
-    k = len(out)
+    relations = set(spread.tests["runs"])
+    relation = relations.pop() if len(relations) == 1 else "mixed"
     answer = (f"The report saw the seed matter *less* at higher budgets; here the spread is smaller at the last "
-              f"budget in {smaller} of {k} variants. With this few seeds, and the budgets being the same runs "
-              f"scored again (not independent groups), these are descriptions, not tests.")
+              f"budget in {smaller} of {len(out)} variants. With this few seeds, and "
+              f"{SPREAD_RUNS_WORDS[relation]}.")
     return [line + "." for line in out] + [answer]
 
 

@@ -211,7 +211,7 @@ if note := report.test_set_note(datacards.load(sel.experiment), m.key, list(res.
 
 with st.expander("Spread across seeds at each evaluation epoch (the report's last question)"):
     scored = m if m.split == "test" else next(x for x in compare_metrics(sel.experiment) if x.split == "test")
-    spread = cmp.seed_spread(tables, sel.experiment, sel.variants, scored, sel.exclude_flagged)
+    spread = cmp.seed_spread(tables, sel.experiment, sel.variants, scored, sel.exclude_flagged, sel.protocol)
     if (chart := charts.spread_chart(spread)) is not None:
         st.altair_chart(chart, key="chart_sig_spread", width="stretch")
     for line in report.spread_lines(spread):

@@ -500,6 +500,37 @@ def test_seed_spread_per_budget_with_brown_forsythe_from_scipy():
     assert "smaller at the last budget in 0 of 1 variants" in answer
 
 
+def test_seed_spread_scores_each_budget_by_the_chosen_protocol_and_says_how_its_runs_relate():
+    """Beside 6-epoch runs scored at 3 and 6, separate 3-epoch runs on other seeds: the protocol decides which
+    runs score epoch 3 (their n and sd), and the reading says whether the budgets are the same runs, separate
+    runs or both (Brown-Forsythe recomputed with scipy on exactly those runs)."""
+    from scipy import stats as sps
+
+    from adlapp import report
+
+    long, short = cnn(epochs=6, eval_at=(3,)), cnn(epochs=3)
+    at3, at6 = [0.50, 0.52, 0.51, 0.49], [0.40, 0.60, 0.45, 0.58]
+    sep3 = [0.30, 0.55, 0.42, 0.61]
+    runs = [(long, s, "done", {3: {"acc": a, "loss": 0.5}, 6: {"acc": b, "loss": 0.5}},
+             {e: {"val_acc": 0.5} for e in range(1, 7)}) for s, (a, b) in enumerate(zip(at3, at6, strict=True))]
+    runs += [(short, 10 + s, "done", {3: {"acc": a, "loss": 0.5}}, {e: {"val_acc": 0.5} for e in (1, 2, 3)})
+             for s, a in enumerate(sep3)]
+    t = tables(*runs)
+    expected = {"shared": (at3, "same", "n = 4;", "the same runs scored again"),
+                "separate": (sep3, "separate", "n = 4;", "its own runs"),
+                "all": (at3 + sep3, "mixed", "n = 8 then 4;", "pooling runs trained only to that budget")}
+    for protocol, (first, relation, n_words, reading) in expected.items():
+        spread = cmp.seed_spread(t, "cnn", ("cnn/adam",), "test_acc", protocol=protocol)
+        assert spread.protocol == protocol
+        assert list(spread.table["n"]) == [len(first), 4], protocol
+        assert list(spread.table["sd"]) == pytest.approx([np.std(first, ddof=1), np.std(at6, ddof=1)]), protocol
+        (row,) = spread.tests.to_dict("records")
+        assert row["runs"] == relation, protocol
+        assert row["brown_forsythe_p"] == pytest.approx(sps.levene(first, at6, center="median").pvalue), protocol
+        line, answer = report.spread_lines(spread)
+        assert n_words in line and reading in answer, (protocol, line, answer)
+
+
 def test_overfitting_finds_the_turn_of_the_mean_validation_loss():
     cfg = cnn(epochs=8)
     curves = {0: [3, 2, 1.0, 1.5, 2, 3, 4, 5], 1: [3, 2, 1.2, 1.1, 2, 3, 4, 6]}     # mean lowest at epoch 3

@@ -390,3 +390,26 @@ def test_home_figure_in_batches_and_one_variant_per_line(env):
     specs = [json.loads(el.proto.spec) for el in at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")]
     text = json.dumps(specs)
     assert "1 epoch = 1 batches" in text                                  # tiny CNN: 53 images, batch 64
+
+
+def test_compare_spread_counts_the_runs_the_chosen_protocol_scores(env):
+    """The Compare page's spread-across-seeds reading uses the page's budget protocol: with every run, Normal's
+    first budget pools its shared and separate runs (6 seeds, then 3) and the reading says the groups are mixed;
+    with shared runs only, 3 seeds at every budget, the same runs scored again; with separate runs only, each
+    budget its own 3 runs (Nearest, with no 1-epoch runs, drops out of the test)."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.switch_page("pages/compare.py").run()
+    at.selectbox(key="sig_experiment").set_value("unet").run()
+
+    def spread_reading() -> tuple[str, str]:
+        lines = [m.value for m in at.markdown if m.value.startswith("- ")]
+        normal = next(x for x in lines if x.startswith("- Normal: sd "))
+        return normal, next(x for x in lines if "seed matter *less*" in x)
+
+    for protocol, n_words, relation in (("all", "n = 6 then 3;", "pooling runs trained only to that budget"),
+                                        ("shared", "n = 3;", "the same runs scored again"),
+                                        ("separate", "n = 3;", "its own runs")):   # Nearest: no 1-epoch runs
+        at.radio(key="sig_protocol").set_value(protocol).run()
+        assert not at.exception, at.exception
+        normal, answer = spread_reading()
+        assert n_words in normal and relation in answer, (protocol, normal, answer)
