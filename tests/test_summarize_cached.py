@@ -23,7 +23,11 @@ def test_the_headline_has_one_row_per_variant_length_and_test_epoch_with_ddof1_s
     for (exp, variant, epochs, epoch), g in tests.groupby(["experiment", "variant", "epochs", "epoch"]):
         score = g.loc[g["name"] == main[exp], "value"]
         f1 = g.loc[g["name"] == "f1", "value"]
-        expected.append(f"| {variant} | {epochs} | {epoch} | {len(score)} | "
+        # a run that diverged before this epoch has no score here: counted beside n, not in it
+        lost = runs[(runs["variant"] == variant) & (runs["epochs"] == epochs) & (runs["status"] == "diverged")
+                    & (runs["last_epoch"] < epoch)]
+        n = f"{len(score)} (+{len(lost)} diverged)" if len(lost) else f"{len(score)}"
+        expected.append(f"| {variant} | {epochs} | {epoch} | {n} | "
                         f"{score.mean():.4f} ± {score.std(ddof=1):.4f} | "
                         + (f"{f1.mean():.4f} ± {f1.std(ddof=1):.4f} |" if len(f1) else "– |"))
     assert rows == expected
