@@ -240,6 +240,10 @@ def _best_epochs(tables: RunTables, sel: cmp.Selection) -> str:
 
 # -- sgd-tuned: the lr sweep ----------------------------------------------------------------------------------
 def _sweep_answer(q: Question, tables: RunTables) -> Answer:
+    """Each optimiser's lr chosen on validation accuracy at the last epoch, mean over the seeds that finished.
+    A run that diverged has no last-epoch score (its last value is from before it blew up, which would flatter
+    the rate), so it is counted beside the mean, and a rate at which any seed diverged is chosen only when every
+    rate of that optimiser diverged somewhere: a rate that blows up on some seeds is not a tuned rate."""
     runs = _finished(tables, "cnn")
     wanted = {variant_label(c): c for c in sweep_configs()}
     runs = runs[runs["variant"].isin(list(wanted))]
@@ -250,16 +254,24 @@ def _sweep_answer(q: Question, tables: RunTables) -> Answer:
     rows = []
     for label, cfg in wanted.items():
         mine = runs[runs["variant"] == label]
-        vals = [last_val[k] for k in mine["key"] if k in last_val and np.isfinite(last_val[k])]
-        if not vals:
+        done = mine[mine["status"] == "done"]
+        vals = [last_val[k] for k in done["key"] if k in last_val and np.isfinite(last_val[k])]
+        diverged = int((mine["status"] == "diverged").sum())
+        if not vals and not diverged:
             continue
         rows.append({"optimizer": "Adam" if cfg.optim.name == "adam" else "SGD", "lr": cfg.optim.lr,
-                     "variant": label, "seeds": len(vals), "val acc (last epoch), mean": float(np.mean(vals)),
-                     "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan})
+                     "variant": label, "seeds": len(vals),
+                     "val acc (last epoch), mean": float(np.mean(vals)) if vals else math.nan,
+                     "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan, "diverged": diverged})
     table = pd.DataFrame(rows)
-    if table.empty:
+    if table.empty or table["val acc (last epoch), mean"].isna().all():
         return Answer(q, "no data", "The lr-sweep runs have no validation accuracy yet.", missing=missing)
-    best = table.loc[table.groupby("optimizer")["val acc (last epoch), mean"].idxmax()].set_index("optimizer")
+    score = "val acc (last epoch), mean"
+    # per optimiser: the rates no seed diverged at, unless there are none
+    usable = table[table[score].notna()]
+    stable = usable[usable["diverged"] == 0]
+    usable = pd.concat([stable, usable[~usable["optimizer"].isin(set(stable["optimizer"]))]])
+    best = usable.loc[usable.groupby("optimizer")[score].idxmax()].set_index("optimizer")
     table["chosen"] = table["variant"].isin(set(best["variant"]))
     if set(best.index) != {"Adam", "SGD"}:
         return Answer(q, "partial", "Only one optimiser has sweep runs so far.", table=table, missing=missing)
@@ -274,6 +286,12 @@ def _sweep_answer(q: Question, tables: RunTables) -> Answer:
     lines = [f"Chosen on the validation split (mean accuracy at the last epoch over "
              f"{int(best.loc['Adam', 'seeds'])} and {int(best.loc['SGD', 'seeds'])} seeds): Adam at lr {lr_a:g}, "
              f"SGD at lr {lr_s:g}. The test split played no part in choosing."]
+    if table["diverged"].any():
+        lost = table[table["diverged"] > 0]
+        lines.append("Diverged (non-finite loss; no last-epoch score, and a rate where a seed diverged is not "
+                     "chosen while another rate is stable): " + ", ".join(
+                         f"{o} lr {lr:g} {d} of {d + n} seeds" for o, lr, d, n in
+                         zip(lost["optimizer"], lost["lr"], lost["diverged"], lost["seeds"], strict=True)) + ".")
     lines += [rep.pair_sentence(r) for r in res.pairs.to_dict("records")]
     tuned_row = by.get((display_name(tuned[0]), display_name(tuned[1])))
     equal_row = by.get((display_name(equal[0]), display_name(equal[1])))

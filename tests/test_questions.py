@@ -271,6 +271,33 @@ def test_sgd_tuned_chooses_each_optimisers_lr_on_validation(study):
     assert (ans.table["seeds"] == 3).all()
 
 
+def test_sgd_tuned_never_chooses_a_rate_a_seed_diverged_at_nor_counts_its_last_score(study):
+    """One seed of SGD's chosen rate diverges after epoch 1 with a flattering validation accuracy there: the
+    rate keeps its 2 finished seeds' mean (the diverged one counted beside it), and another, stable, rate is
+    chosen."""
+    t = study["tables"]
+    before = questions.answer("sgd-tuned", t).table.set_index(["optimizer", "lr"])
+    sgd_lr = before[before["chosen"]].loc["SGD"].index[0]
+    label = before.loc[("SGD", sgd_lr), "variant"]
+    keys = list(t.runs.loc[t.runs["variant"] == label, "key"])
+    lost = keys[0]
+    runs = t.runs.copy()
+    runs.loc[runs["key"] == lost, ["status", "last_epoch"]] = ["diverged", 1]
+    ep = t.epochs[(t.epochs["key"] != lost) | (t.epochs["epoch"] <= 1)].copy()
+    ep.loc[(ep["key"] == lost) & (ep["name"] == "val_acc"), "value"] = 1.0
+    broken = RunTables(runs, ep, t.tests[t.tests["key"] != lost])
+
+    ans = questions.answer("sgd-tuned", broken)
+    row = ans.table.set_index(["optimizer", "lr"]).loc[("SGD", sgd_lr)]
+    kept = ep[(ep["name"] == "val_acc") & ep["key"].isin(keys[1:])]
+    kept = kept[kept["epoch"] == kept["epoch"].max()]
+    assert row["diverged"] == 1 and row["seeds"] == 2 and not row["chosen"]
+    assert row["val acc (last epoch), mean"] == pytest.approx(kept["value"].mean())
+    chosen = ans.table[ans.table["chosen"]].set_index("optimizer")
+    assert chosen.loc["SGD", "lr"] != sgd_lr and chosen.loc["SGD", "diverged"] == 0
+    assert any(line.startswith("Diverged") and f"SGD lr {sgd_lr:g} 1 of 3 seeds" in line for line in ans.lines)
+
+
 def test_budgets_answer_pairs_shared_runs_and_not_separate_ones(study):
     t = study["tables"]
     ans = questions.answer("budgets", t)
