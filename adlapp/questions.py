@@ -305,6 +305,11 @@ def _sweep_answer(q: Question, tables: RunTables) -> Answer:
                 f"{rep.delta_ci(tuned_row).removeprefix('Δ = ')} ({rep.adjusted(tuned_row)})")
     if equal_row is not None and equal_row is not tuned_row:
         headline += f"; at the course's equal lr 0.01 it is {rep.delta_ci(equal_row).removeprefix('Δ = ')}"
+    elif tuned == equal and (table.groupby("optimizer")["lr"].nunique() > 1).all():
+        rates = "; ".join(f"{o} {', '.join(f'{x:g}' for x in sorted(g))}"
+                          for o, g in table.groupby("optimizer")["lr"])
+        headline += (f"; both optimisers' best rate among those swept ({rates}) is the course's equal lr 0.01, so "
+                     f"the course's comparison already was the tuned one")
     return Answer(q, _status(missing), headline + ".", tuple(lines), table, missing)
 
 

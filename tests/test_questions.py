@@ -298,6 +298,17 @@ def test_sgd_tuned_never_chooses_a_rate_a_seed_diverged_at_nor_counts_its_last_s
     assert any(line.startswith("Diverged") and f"SGD lr {sgd_lr:g} 1 of 3 seeds" in line for line in ans.lines)
 
 
+def test_sgd_tuned_says_when_the_equal_rate_already_was_each_optimisers_best(study):
+    t = study["tables"]
+    course = set(t.runs.loc[t.runs["variant"].isin(["cnn/adam", "cnn/sgd"]), "key"])
+    ep = t.epochs.copy()
+    ep.loc[ep["key"].isin(course) & (ep["name"] == "val_acc"), "value"] = 1.0     # lr 0.01 best for both
+    ans = questions.answer("sgd-tuned", RunTables(t.runs, ep, t.tests))
+    assert set(ans.table.loc[ans.table["chosen"], "variant"]) == {"cnn/adam", "cnn/sgd"}
+    assert ("best rate among those swept (Adam 0.001, 0.01, 0.1; SGD 0.001, 0.01, 0.1) is the course's equal "
+            "lr 0.01, so the course's comparison already was the tuned one") in ans.headline
+
+
 def test_budgets_answer_pairs_shared_runs_and_not_separate_ones(study):
     t = study["tables"]
     ans = questions.answer("budgets", t)
