@@ -69,6 +69,10 @@ def headline(bundles: list) -> list[str]:
         return out
     runs = pd.concat([b.tables.runs for b in bundles])
     tests = pd.concat([b.tables.tests for b in bundles])
+    epochs = pd.concat([b.tables.epochs for b in bundles])
+    seconds = epochs.loc[epochs["name"] == "seconds", "value"].sum()
+    out[2:2] = [f"Behind it: {len(bundles)} bundles, {len(runs)} runs, {seconds / 3600:.1f} h of training in all "
+                f"(the sum of every epoch's wall time; one thread per run, two runs at a time).", ""]
     finished = runs.loc[runs["status"].isin(FINISHED), ["key", "experiment", "variant", "epochs", "status"]]
     for (exp, variant, epochs, epoch), g in tests.merge(finished, on="key").groupby(
             ["experiment", "variant", "epochs", "epoch"]):

@@ -31,6 +31,9 @@ def test_the_headline_has_one_row_per_variant_length_and_test_epoch_with_ddof1_s
                         f"{score.mean():.4f} ± {score.std(ddof=1):.4f} | "
                         + (f"{f1.mean():.4f} ± {f1.std(ddof=1):.4f} |" if len(f1) else "– |"))
     assert rows == expected
+    epochs = pd.concat([b.tables.epochs for b in bundles])
+    hours = epochs.loc[epochs["name"] == "seconds", "value"].sum() / 3600
+    assert f"{len(bundles)} bundles, {len(runs)} runs, {hours:.1f} h of training in all" in lines[2]
     # The separate-budget runs are rows of their own, never pooled with the shared 1000-epoch runs.
     separate = (CACHED / "unet-normal-separate.zip").exists()
     assert any(row.startswith("| unet/normal | 200 | 200 |") for row in rows) == separate
