@@ -53,7 +53,7 @@ __all__ = [
     "runs_frame", "test_summary", "options", "Selection", "Preset", "PRESETS", "default_preset", "resolve",
     "restrict", "Group", "Gap", "extract_groups", "run_health", "series_health", "chance_levels", "baselines",
     "family_of", "pairing", "BUDGET_RULES", "has_budget_protocols", "course_tables", "batches_per_epoch",
-    "Comparison", "compare_groups", "analyse", "SeedSpread", "SPREAD_RUNS", "seed_spread", "overfitting",
+    "Comparison", "compare_groups", "analyse", "SeedSpread", "seed_spread", "overfitting",
     "PowerPlan", "power_plan", "SeedPlan", "missing_seeds", "seed_requests", "CurveTest", "curve_test",
     "Finding", "READING", "course_study",
 ]
@@ -842,7 +842,7 @@ class SeedSpread:
 
     table: series, variant, order, epoch, n, sd (ddof=1), lo, hi — one row per group.
     tests: series, variant, epochs, runs, brown_forsythe_p, levene_p, note — one row per series with at least
-    two evaluation epochs. `runs` says how the groups of a series relate (SPREAD_RUNS): "same" when every
+    two evaluation epochs. `runs` says how the groups of a series relate: "same" when every
     budget scores the same runs (shared protocol: not independent samples as Levene's test assumes, so read
     its p as a description of how much the spread changes), "separate" when no run scores two budgets (the
     test's assumption holds), "mixed" when some runs score several budgets and others one (protocol "all"
@@ -854,11 +854,9 @@ class SeedSpread:
     protocol: str = "all"
 
 
-SPREAD_RUNS: tuple[str, ...] = ("same", "separate", "mixed")
-
-
 def _runs_relation(groups: Sequence[Group]) -> str:
-    """SPREAD_RUNS for the groups of one series: do the budgets score the same runs, disjoint runs, or both?"""
+    """"same", "separate" or "mixed" for the groups of one series: do the budgets score the same runs,
+    disjoint runs, or both?"""
     keys = [set(g.keys) for g in groups]
     if all(k == keys[0] for k in keys):
         return "same"

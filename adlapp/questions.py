@@ -251,6 +251,7 @@ def _sweep_answer(q: Question, tables: RunTables) -> Answer:
     if runs.empty:
         return Answer(q, "no data", "No lr-sweep runs yet: queue them below.", missing=missing)
     last_val = _final_values(tables, runs, "val_acc")
+    score = "val acc (last epoch), mean"
     rows = []
     for label, cfg in wanted.items():
         mine = runs[runs["variant"] == label]
@@ -261,12 +262,11 @@ def _sweep_answer(q: Question, tables: RunTables) -> Answer:
             continue
         rows.append({"optimizer": "Adam" if cfg.optim.name == "adam" else "SGD", "lr": cfg.optim.lr,
                      "variant": label, "seeds": len(vals),
-                     "val acc (last epoch), mean": float(np.mean(vals)) if vals else math.nan,
+                     score: float(np.mean(vals)) if vals else math.nan,
                      "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan, "diverged": diverged})
     table = pd.DataFrame(rows)
-    if table.empty or table["val acc (last epoch), mean"].isna().all():
+    if table.empty or table[score].isna().all():
         return Answer(q, "no data", "The lr-sweep runs have no validation accuracy yet.", missing=missing)
-    score = "val acc (last epoch), mean"
     # per optimiser: the rates no seed diverged at, unless there are none
     usable = table[table[score].notna()]
     stable = usable[usable["diverged"] == 0]

@@ -53,38 +53,44 @@ def write_readme(folder: str = "cached_runs") -> None:
     print(f"wrote {path}")
 
 
+HEADLINE_TABLE = [
+    "Every shipped run, at each test epoch. Mean ± sd over seeds (sd with ddof 1), n = seeds with a test score. A "
+    "run that diverged (non-finite loss) before the test epoch has no score: it is counted in brackets beside n (a "
+    "result, not a gap). Runs that collapsed to chance are in n; the Compare page flags them.", "",
+    "| variant | runs of | test epoch | n | test accuracy (CNN) or pixel accuracy (U-Net) | test F1 (U-Net) |",
+    "|---|---|---|---|---|---|"]
+
+
 def headline(bundles: list) -> list[str]:
     """One table over every shipped run: per variant, run length and test epoch, the test score mean ± sd
     (ddof 1) and n, for CNN accuracy and U-Net pixel accuracy and F1. Runs of other lengths (the separate-budget
     runs) are rows of their own, never pooled with the shared 1000-epoch runs. A run that diverged before a test
     epoch has no score there: it is not in n, and the n cell counts it in brackets so that no run goes unseen."""
-    out = ["## Headline", "",
-           "Every shipped run, at each test epoch. Mean ± sd over seeds (sd with ddof 1), n = seeds with a test "
-           "score. A run that diverged (non-finite loss) before the test epoch has no score: it is counted in "
-           "brackets beside n (a result, not a gap). Runs that collapsed to chance are in n; the Compare page "
-           "flags them.", "",
-           "| variant | runs of | test epoch | n | test accuracy (CNN) or pixel accuracy (U-Net) | test F1 (U-Net) |",
-           "|---|---|---|---|---|---|"]
     if not bundles:
-        return out
+        return ["## Headline", "", *HEADLINE_TABLE]
     runs = pd.concat([b.tables.runs for b in bundles])
     tests = pd.concat([b.tables.tests for b in bundles])
-    epochs = pd.concat([b.tables.epochs for b in bundles])
-    seconds = epochs.loc[epochs["name"] == "seconds", "value"].sum()
-    out[2:2] = [f"Behind it: {len(bundles)} bundles, {len(runs)} runs, {seconds / 3600:.1f} h of training in all "
-                f"(the sum of every epoch's wall time; one thread per run, two runs at a time).", ""]
+    seconds = sum(b.tables.epochs.loc[b.tables.epochs["name"] == "seconds", "value"].sum() for b in bundles)
+    out = ["## Headline", "",
+           f"Behind it: {len(bundles)} bundles, {len(runs)} runs, {seconds / 3600:.1f} h of training in all (the sum "
+           f"of every epoch's wall time; one thread per run, two runs at a time).", "", *HEADLINE_TABLE]
     finished = runs.loc[runs["status"].isin(FINISHED), ["key", "experiment", "variant", "epochs", "status"]]
     for (exp, variant, epochs, epoch), g in tests.merge(finished, on="key").groupby(
             ["experiment", "variant", "epochs", "epoch"]):
         scored = g.loc[g["name"] == TEST_METRIC[exp]]
         s = stats.summarize(scored["value"].to_numpy())
-        mine = finished[(finished["variant"] == variant) & (finished["epochs"] == epochs)]
-        unscored = mine[(mine["status"] == "diverged") & ~mine["key"].isin(scored["key"])]
-        n_cell = f"{s['n']} (+{len(unscored)} diverged)" if len(unscored) else f"{s['n']}"
+        lost = _diverged_unscored(finished[finished["epochs"] == epochs], variant, scored["key"])
+        n_cell = f"{s['n']} (+{lost} diverged)" if lost else f"{s['n']}"
         f1 = g.loc[g["name"] == "f1", "value"].to_numpy()
         f1_cell = "–" if not len(f1) else "{mean:.4f} ± {sd:.4f}".format(**stats.summarize(f1))
         out.append(f"| {variant} | {epochs} | {epoch} | {n_cell} | {s['mean']:.4f} ± {s['sd']:.4f} | {f1_cell} |")
     return out
+
+
+def _diverged_unscored(runs: pd.DataFrame, variant: str, scored_keys: pd.Series) -> int:
+    """How many of `variant`'s runs diverged without a score among `scored_keys`: shown beside n, never lost."""
+    mine = runs[(runs["variant"] == variant) & (runs["status"] == "diverged")]
+    return int((~mine["key"].isin(scored_keys)).sum())
 
 
 def summary(folder: str = "cached_runs") -> list[str]:
@@ -119,8 +125,8 @@ def summary_of(bundles: list, errors: list) -> list[str]:
         emit(f"| variant | test epoch | test {metric}: mean ± sd (n) |\n|---|---|---|")
         for (variant, epoch), g in merged.groupby(["variant", "epoch"]):
             s = stats.summarize(g["value"].to_numpy())
-            lost = runs[(runs["variant"] == variant) & (runs["status"] == "diverged") & ~runs["key"].isin(g["key"])]
-            more = f", +{len(lost)} diverged before it" if len(lost) else ""
+            lost = _diverged_unscored(runs, variant, g["key"])
+            more = f", +{lost} diverged before it" if lost else ""
             emit(f"| {variant} | {epoch} | {s['mean']:.4f} ± {s['sd']:.4f} ({s['n']}{more}) |")
         emit("")
     return out
